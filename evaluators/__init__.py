@@ -1,0 +1,1 @@
+"""How a candidate is scored: cost, latency, data, proxy training, zero-cost scores."""

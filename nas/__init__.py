@@ -1,0 +1,1 @@
+"""ConvNAS command-line entry points and orchestration."""

@@ -1,0 +1,1 @@
+"""Search drivers: Optuna (default) and Ray Tune."""

@@ -1,0 +1,1 @@
+"""Search spaces: operators, backbones, slots, architectures."""
