@@ -20,14 +20,13 @@ SLOW = [
     ("cifar_resnet44", 10, 32, "all"),
     ("cifar_resnet110", 10, 32, "all"),
     ("resnet50_cifar", 100, 32, "all"),
-    ("resnet34", 10, 64, "all"),
-    ("resnet50", 1000, 224, "all"),
+    ("resnet34", 10, 32, "all"),
     ("resnet50", 1000, 224, "spatial"),
-    ("resnet101", 10, 64, "all"),
-    ("resnext50_32x4d", 10, 64, "all"),
-    ("wide_resnet50_2", 10, 64, "all"),
-    ("densenet121", 10, 64, "all"),
-    ("vgg11_bn", 10, 64, "all"),
+    ("resnet101", 10, 32, "all"),
+    ("resnext50_32x4d", 10, 32, "all"),
+    ("wide_resnet50_2", 10, 32, "all"),
+    ("densenet121", 10, 32, "all"),
+    ("vgg11_bn", 10, 32, "all"),
 ]
 
 
@@ -51,7 +50,7 @@ def test_analytic_cost_equals_fvcore_on_random_architectures(case):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SLOW, ids=lambda c: f"{c[0]}-{c[2]}-{c[3]}")
 def test_analytic_cost_equals_fvcore_on_every_backbone(case):
-    _check_random_archs(*case, n=2)
+    _check_random_archs(*case, n=1)
 
 
 def test_all_conv_resnet56_reproduces_scconv_paper_figures():
