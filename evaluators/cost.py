@@ -77,7 +77,8 @@ class CostModel:
             total.inference_params - conv_part.inference_params,
         )
         self._index = {s.path: i for i, s in enumerate(self.slots)}
-        self._label_tables: list[dict[str, OpCost]] = [{} for _ in self.slots]
+        # per slot: choice label or OpSpec -> cost, filled on first use
+        self._label_tables: list[dict[str | OpSpec, OpCost]] = [{} for _ in self.slots]
 
     def slot_cost(self, slot: Slot, spec: OpSpec) -> OpCost:
         """Cost of ``spec`` at ``slot`` (memoised by shape, so repeated blocks share entries)."""
@@ -90,17 +91,19 @@ class CostModel:
                 f"architecture {arch.arch_id} is not of this cost model's space {self.key}"
             )
         flops, params, inf = self.fixed.flops, self.fixed.params, self.fixed.inference_params
+        tables = self._label_tables
         for i, spec in enumerate(arch.ops.values()):
-            c = self._label_cost(i, spec.label, spec)
+            c = tables[i].get(spec)
+            if c is None:
+                c = tables[i][spec] = self.slot_cost(self.slots[i], spec)
             flops, params, inf = flops + c.flops, params + c.params, inf + c.inference_params
         return OpCost(flops, params, inf)
 
-    def _label_cost(self, i: int, label: str, spec: OpSpec | None = None) -> OpCost:
+    def _label_cost(self, i: int, label: str) -> OpCost:
         table = self._label_tables[i]
         c = table.get(label)
         if c is None:
-            spec = spec or OpSpec.parse_label(label)
-            c = table[label] = self.slot_cost(self.slots[i], spec)
+            c = table[label] = self.slot_cost(self.slots[i], OpSpec.parse_label(label))
         return c
 
     def cost_of_labels(self, labels: Mapping[str, str]) -> OpCost:

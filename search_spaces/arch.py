@@ -20,6 +20,7 @@ however they were written.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import math
@@ -112,8 +113,8 @@ class OpSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, **self.hparams}
 
-    @property
-    def label(self) -> str:
+    @functools.cached_property
+    def label(self) -> str:  # cached: labels are dictionary keys in the search's hot path
         info = OPS[self.op]
         if not self.params:
             return info.label
