@@ -77,8 +77,8 @@ class CostModel:
             total.inference_params - conv_part.inference_params,
         )
         self._index = {s.path: i for i, s in enumerate(self.slots)}
-        # per slot: choice label or OpSpec -> cost, filled on first use
-        self._label_tables: list[dict[str | OpSpec, OpCost]] = [{} for _ in self.slots]
+        # per slot: choice label -> cost, filled on first use
+        self._label_tables: list[dict[str, OpCost]] = [{} for _ in self.slots]
 
     def slot_cost(self, slot: Slot, spec: OpSpec) -> OpCost:
         """Cost of ``spec`` at ``slot`` (memoised by shape, so repeated blocks share entries)."""
@@ -93,9 +93,10 @@ class CostModel:
         flops, params, inf = self.fixed.flops, self.fixed.params, self.fixed.inference_params
         tables = self._label_tables
         for i, spec in enumerate(arch.ops.values()):
-            c = tables[i].get(spec)
+            label = spec.label  # cached on the spec; str hashes are cached too
+            c = tables[i].get(label)
             if c is None:
-                c = tables[i][spec] = self.slot_cost(self.slots[i], spec)
+                c = tables[i][label] = self.slot_cost(self.slots[i], spec)
             flops, params, inf = flops + c.flops, params + c.params, inf + c.inference_params
         return OpCost(flops, params, inf)
 

@@ -16,8 +16,10 @@ ARCH = {
     "resolution": 32,
     "slots": "all",
     "default": {"op": "octconv", "alpha": 0.5},
-    "ops": {"layer1.*": {"op": "scconv", "alpha": 0.5, "r": 2, "g": 2},
-            "layer3.*": {"op": "linearconv", "alpha": 0.5, "rank": None}},
+    "ops": {
+        "layer1.*": {"op": "scconv", "alpha": 0.5, "r": 2, "g": 2},
+        "layer3.*": {"op": "linearconv", "alpha": 0.5, "rank": None},
+    },
 }
 
 
@@ -51,8 +53,9 @@ def test_table_output_names_every_slot(arch_file, capsys):
 def test_bad_file_is_one_line_and_exit_2(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**ARCH, "default": {"op": "octconv", "alpha": 2}}))
-    r = subprocess.run([sys.executable, "-m", "nas.describe", str(bad)], cwd=ROOT,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "nas.describe", str(bad)], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and "alpha" in r.stderr
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
