@@ -203,6 +203,10 @@ def default_resolution(spec: str | DatasetSpec) -> int:
 
 
 class InMemoryImages(Dataset):
+    #: Whether augmentation may mirror images; a dataset whose classes are not mirror-invariant
+    #: turns it off.
+    hflip = True
+
     """Images held as one ``uint8`` tensor, transformed a whole batch at a time.
 
     ``DataLoader`` fetches a batch through :meth:`__getitems__`, so resizing, augmentation and
@@ -310,11 +314,11 @@ class InMemoryImages(Dataset):
         x = images.float().div_(255.0)
         r = self.resolution
         if self.augment == "imagenet":
-            x = _random_resized_crop(x, r, self._generator())
+            x = _random_resized_crop(x, r, self._generator(), flip=self.hflip)
         else:
             x = _resize_center_crop(x, r, 1.0 if self.augment == "cifar" else self.eval_crop)
             if self.augment == "cifar":
-                x = _pad_crop_flip(x, max(1, r // 8), self._generator())
+                x = _pad_crop_flip(x, max(1, r // 8), self._generator(), flip=self.hflip)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return x.sub_(mean).div_(std)
@@ -370,7 +374,9 @@ def _resize_center_crop(x: torch.Tensor, r: int, crop: float) -> torch.Tensor:
     return x[..., top : top + r, top : top + r]
 
 
-def _pad_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+def _pad_crop_flip(
+    x: torch.Tensor, pad: int, gen: torch.Generator, *, flip: bool = True
+) -> torch.Tensor:
     """Random ``r x r`` crop of the zero-padded (black) image, then a random horizontal flip."""
     b, _, r, _ = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
@@ -378,14 +384,16 @@ def _pad_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Ten
     ar = torch.arange(r)
     rows = (off[0, :, None] + ar)[:, :, None]  # [B, r, 1]
     cols = off[1, :, None] + ar  # [B, r]
-    flip = torch.rand(b, generator=gen) < 0.5
-    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, :]  # [B, 1, r]
+    flipped = torch.rand(b, generator=gen) < (0.5 if flip else 0.0)  # same draws either way
+    cols = torch.where(flipped[:, None], cols.flip(1), cols)[:, None, :]  # [B, 1, r]
     # Advanced indices separated by a slice put their broadcast dims first: [B, r, r, C].
     out = padded[torch.arange(b)[:, None, None], :, rows, cols]
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def _random_resized_crop(x: torch.Tensor, r: int, gen: torch.Generator) -> torch.Tensor:
+def _random_resized_crop(
+    x: torch.Tensor, r: int, gen: torch.Generator, *, flip: bool = True
+) -> torch.Tensor:
     """Random resized crop (area 8-100 %, aspect 3/4-4/3) to ``r x r``, plus a random flip.
 
     Unlike torchvision, which retries out-of-range boxes and then falls back to a centre crop,
@@ -399,7 +407,7 @@ def _random_resized_crop(x: torch.Tensor, r: int, gen: torch.Generator) -> torch
     h = torch.sqrt(area / aspect).clamp(max=1.0)
     cx = (2 * u[2] - 1) * (1 - w)  # box centre in [-1, 1] coordinates, box inside the image
     cy = (2 * u[3] - 1) * (1 - h)
-    sign = torch.where(u[4] < 0.5, -1.0, 1.0)
+    sign = torch.where(u[4] < (0.5 if flip else 0.0), -1.0, 1.0)
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = w * sign, cx
     theta[:, 1, 1], theta[:, 1, 2] = h, cy
@@ -445,6 +453,10 @@ class SyntheticImages(InMemoryImages):
     Shapes:
         item:  (Tensor[3, resolution, resolution] float32, int)
     """
+
+    # A mirror image turns orientation theta into -theta, i.e. into another class: augmentation
+    # never flips synthetic images.
+    hflip = False
 
     def __init__(
         self,

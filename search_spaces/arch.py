@@ -355,11 +355,18 @@ class Architecture:
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(self.to_json() + "\n")
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; users expect their umask
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_architecture(path: str | os.PathLike) -> Architecture:

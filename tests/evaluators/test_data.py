@@ -692,3 +692,17 @@ def test_loader_pins_memory_for_cuda():
     x, y = next(iter(loader))
     assert x.is_pinned() and y.is_pinned()
     assert x.to("cuda", non_blocking=True).shape == (16, 3, 32, 32)
+
+
+def test_synthetic_augmentation_never_mirrors():
+    # a mirror turns a grating of orientation theta into -theta, another class
+    from evaluators.data import InMemoryImages, SyntheticImages, _pad_crop_flip
+
+    assert SyntheticImages.hflip is False and InMemoryImages.hflip is True
+    ramp = torch.arange(16.0).expand(64, 3, 16, 16).contiguous()  # columns increase left to right
+    gen = torch.Generator().manual_seed(0)
+    out = _pad_crop_flip(ramp, 2, gen, flip=False)
+    inner = out[:, 0, 8, 2:-2]  # away from the zero padding
+    assert (inner.diff(dim=-1) > 0).all()
+    mirrored = _pad_crop_flip(ramp, 2, torch.Generator().manual_seed(0), flip=True)
+    assert (mirrored[:, 0, 8, 2:-2].diff(dim=-1) < 0).any()

@@ -94,6 +94,7 @@ def test_json_round_trip_and_save_load(tmp_path):
     assert json.loads(path.read_text())["format"] == ARCH_FORMAT
     assert load_architecture(path) == a
     assert list(tmp_path.glob("sub/.*tmp")) == []
+    assert path.stat().st_mode & 0o044 == 0o044  # readable like any file the user writes
 
 
 def test_op_labels_round_trip():
