@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -29,7 +30,10 @@ __all__ = ["CostModel", "CostRange", "count_params", "fvcore_flops", "get_cost_m
 
 def fvcore_flops(model: nn.Module, resolution: int) -> int:
     """fvcore's count for ``model`` in eval mode on one ``resolution``² RGB image."""
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():
+        # fvcore's import scripts a loss with torch.jit, which torch now calls deprecated.
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated")
+        from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     was_training = model.training

@@ -37,7 +37,22 @@ def test_json_output_sums_to_total_and_verifies_against_fvcore(arch_file, capsys
     assert out["flops"] == out["fixed_flops"] + sum(s["flops"] for s in out["slots"])
     assert out["params"] == out["fixed_params"] + sum(s["params"] for s in out["slots"])
     assert out["fvcore_flops"] == out["flops"]
-    assert out["inference_params"] < out["params"]  # LinearConv fuses to fewer weights
+    # Fusing a LinearConv stores the full k x k x C1 x C2 weight (bias-free, like the conv it
+    # replaces) instead of its primary filters and coefficients; no other op changes.
+    fused = {s["slot"]: s["inference_params"] - s["params"] for s in out["slots"]}
+    expected = {}
+    for s in out["slots"]:
+        c_in, rest = s["shape"].split("->")
+        c_out, k = int(rest.split()[0]), int(rest.split()[1][1:])
+        c_in = int(c_in)
+        if s["op"] == "linear(a=0.5,rank=full)":
+            primary = c_out // 2
+            learned = primary * c_in * k * k + (c_out - primary) * primary
+            expected[s["slot"]] = c_out * c_in * k * k - learned
+        else:
+            expected[s["slot"]] = 0
+    assert fused == expected
+    assert out["inference_params"] == out["params"] + sum(expected.values())
     ops = {s["slot"]: s["op"] for s in out["slots"]}
     assert ops["layer1.0.conv1"] == "scconv(a=0.5,r=2,g=2)"
     assert ops["layer2.0.downsample.0"] == "oct(a=0.5)"
