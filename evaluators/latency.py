@@ -1,0 +1,646 @@
+"""Latency: measured end-to-end, and predicted from a per-slot lookup table.
+
+Measured latency (:func:`measure_latency`) is the median of repeated timed forward passes after
+warm-up, in milliseconds, with its spread (quartiles, IQR, coefficient of variation). On CPU each
+pass is timed with ``time.perf_counter`` and the number of intra-op threads is recorded; on CUDA
+each pass is bracketed by ``torch.cuda.Event`` records after a ``torch.cuda.synchronize()``, so
+one sample is the latency of one request, launch overhead included.
+
+Predicted latency (:class:`LatencyTable`) follows the cost model's decomposition: a slot's
+latency depends only on that slot's choice, so ``total = base + Σ slot entries``. Each (slot
+shape, operator choice) is timed once, alone, on ``Tensor[batch, C_in, H, W]`` and kept in a
+JSON cache on disk keyed by everything that changes the number (device model, torch version,
+dtype, threads, batch size, memory format). ``base`` is the measured all-``conv`` model minus
+its slots' ``conv`` entries, so the prediction of the all-``conv`` model equals its measurement.
+The prediction is for screening; a search measures the candidates it keeps.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from search_spaces.slots import Slot
+
+__all__ = [
+    "CACHE_FORMAT",
+    "LatencyResult",
+    "LatencyTable",
+    "default_cache_dir",
+    "device_name",
+    "measure_latency",
+]
+
+CACHE_FORMAT = "convnas.latency-table/1"
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Summary of repeated timed forward passes; all times in milliseconds per pass.
+
+    ``p25_ms``/``p75_ms`` are the quartiles (linear interpolation, as ``numpy.percentile``),
+    ``iqr_ms = p75_ms - p25_ms``, ``cv`` the sample standard deviation over the mean (0 for one
+    repeat). ``threads`` is ``torch.get_num_threads()`` on CPU and ``None`` on CUDA.
+    ``samples_ms`` holds every timed pass in the order measured.
+    """
+
+    median_ms: float
+    iqr_ms: float
+    p25_ms: float
+    p75_ms: float
+    mean_ms: float
+    cv: float
+    repeats: int
+    batch_size: int
+    device: str
+    device_name: str
+    threads: int | None
+    dtype: str
+    samples_ms: tuple[float, ...] = ()
+
+    def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
+        """JSON-ready dict; the raw samples only when ``samples`` is true (they are long)."""
+        d = asdict(self)
+        if samples:
+            d["samples_ms"] = list(self.samples_ms)
+        else:
+            d.pop("samples_ms")
+        return d
+
+    @classmethod
+    def from_samples(
+        cls,
+        samples_ms: Sequence[float],
+        *,
+        batch_size: int,
+        device: str,
+        device_name: str,
+        threads: int | None,
+        dtype: str,
+    ) -> LatencyResult:
+        """Summarise raw per-pass times (milliseconds)."""
+        if not samples_ms:
+            raise ValueError("samples_ms must hold at least one timing, got none")
+        xs = [float(x) for x in samples_ms]
+        if len(xs) == 1:
+            p25 = med = p75 = xs[0]
+        else:
+            # "inclusive" is numpy's default linear interpolation between order statistics
+            p25, med, p75 = statistics.quantiles(xs, n=4, method="inclusive")
+        mean = statistics.fmean(xs)
+        cv = statistics.stdev(xs) / mean if len(xs) > 1 and mean > 0 else 0.0
+        return cls(
+            median_ms=med,
+            iqr_ms=p75 - p25,
+            p25_ms=p25,
+            p75_ms=p75,
+            mean_ms=mean,
+            cv=cv,
+            repeats=len(xs),
+            batch_size=batch_size,
+            device=device,
+            device_name=device_name,
+            threads=threads,
+            dtype=dtype,
+            samples_ms=tuple(xs),
+        )
+
+
+# -- device description ---------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def device_name(device: str | torch.device) -> str:
+    """Human-readable model of ``device``: the CPU model string or the CUDA device name."""
+    dev = _parse_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    if dev.type == "cpu":
+        return _cpu_model()
+    return dev.type
+
+
+def _parse_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        if dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(device)!r} does not exist; {torch.cuda.device_count()} CUDA "
+                "device(s) are visible"
+            )
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return dev
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# -- measurement ----------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _input_size(resolution: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(resolution, int) and not isinstance(resolution, bool):
+        size = (resolution, resolution)
+    elif (
+        isinstance(resolution, Sequence)
+        and len(resolution) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in resolution)
+    ):
+        size = (int(resolution[0]), int(resolution[1]))
+    else:
+        raise ValueError(f"resolution must be an int or an (H, W) pair of ints, got {resolution!r}")
+    if min(size) < 1:
+        raise ValueError(f"resolution must be positive, got {resolution!r}")
+    return size
+
+
+def measure_latency(
+    model: nn.Module,
+    resolution: int | Sequence[int],
+    *,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    warmup: int = 10,
+    repeats: int = 30,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+    min_time_s: float | None = None,
+    in_channels: int = 3,
+    max_repeats: int = 10_000,
+) -> LatencyResult:
+    """Time forward passes of ``model`` on ``Tensor[batch_size, in_channels, H, W]``.
+
+    ``resolution`` is ``H = W`` or an ``(H, W)`` pair. ``warmup`` untimed passes come first
+    (oneDNN / cuDNN pick and cache their kernels on the first calls), then ``repeats`` timed
+    ones; with ``min_time_s`` timing continues past ``repeats`` until the timed passes add up to
+    at least that many seconds (at most ``max_repeats`` passes). Passes run under
+    ``torch.inference_mode()`` with the model in eval mode and Python's garbage collector paused.
+
+    Side effects: the model is moved **in place** to ``device`` and ``dtype`` (and to
+    ``channels_last`` when asked), because copying a large model for every measurement would
+    cost more memory than the caller expects; it is left there. Its train/eval mode is restored.
+    The input is a fixed pseudo-random tensor (seed 0), so denormals do not slow the CPU path.
+    """
+    dev = _parse_device(device)
+    h, w = _input_size(resolution)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("warmup", warmup, 0)
+    _check_int("repeats", repeats, 1)
+    _check_int("in_channels", in_channels, 1)
+    _check_int("max_repeats", max_repeats, repeats)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}"
+        )
+    if min_time_s is not None and not (
+        isinstance(min_time_s, (int, float)) and math.isfinite(min_time_s) and min_time_s > 0
+    ):
+        raise ValueError(
+            f"min_time_s must be a positive number of seconds or None, got {min_time_s!r}"
+        )
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, in_channels, h, w, generator=gen).to(dev, dtype)
+    x = x.contiguous(memory_format=fmt)
+    model.to(device=dev, dtype=dtype)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    was_training = model.training
+    gc_was_enabled = gc.isenabled()
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(x)
+            gc.collect()
+            gc.disable()  # a collection in the middle of a pass would be an outlier we caused
+            if dev.type == "cuda":
+                samples = _time_cuda(model, x, dev, repeats, min_time_s, max_repeats)
+            else:
+                samples = _time_cpu(model, x, repeats, min_time_s, max_repeats)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        model.train(was_training)
+    return LatencyResult.from_samples(
+        samples,
+        batch_size=batch_size,
+        device=str(dev),
+        device_name=device_name(dev),
+        threads=torch.get_num_threads() if dev.type == "cpu" else None,
+        dtype=_dtype_name(dtype),
+    )
+
+
+def _enough(samples: list[float], repeats: int, min_time_s: float | None, max_repeats: int) -> bool:
+    if len(samples) < repeats:
+        return False
+    if min_time_s is None or len(samples) >= max_repeats:
+        return True
+    return sum(samples) >= min_time_s * 1e3
+
+
+def _time_cpu(
+    model: nn.Module, x: torch.Tensor, repeats: int, min_time_s: float | None, max_repeats: int
+) -> list[float]:
+    samples: list[float] = []
+    while not _enough(samples, repeats, min_time_s, max_repeats):
+        t0 = time.perf_counter()
+        model(x)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def _time_cuda(
+    model: nn.Module,
+    x: torch.Tensor,
+    dev: torch.device,
+    repeats: int,
+    min_time_s: float | None,
+    max_repeats: int,
+) -> list[float]:
+    samples: list[float] = []
+    with torch.cuda.device(dev):
+        while not _enough(samples, repeats, min_time_s, max_repeats):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            # an empty queue before each pass: one sample is one request's latency, not the
+            # throughput of passes overlapping in the stream
+            torch.cuda.synchronize(dev)
+            start.record()
+            model(x)
+            end.record()
+            end.synchronize()
+            samples.append(float(start.elapsed_time(end)))
+    return samples
+
+
+# -- lookup-table predictor -----------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/convnas/latency`` (``~/.cache/convnas/latency`` when unset)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "convnas" / "latency"
+
+
+def _slot_key(slot: Slot) -> str:
+    """Readable form of ``slot.shape_key``: everything but the path."""
+    (ih, iw), (oh, ow) = slot.input_size, slot.output_size
+    return (
+        f"{slot.in_channels}->{slot.out_channels},k{slot.kernel_size},s{slot.stride},"
+        f"p{slot.padding},g{slot.groups},b{int(slot.bias)},{ih}x{iw}->{oh}x{ow}"
+    )
+
+
+def _as_spec(choice: Any) -> Any:
+    """An ``OpSpec`` from an ``OpSpec``, a label string or an ``(op, hparams)`` pair."""
+    from search_spaces.arch import OpSpec
+
+    if isinstance(choice, OpSpec):
+        return choice
+    if isinstance(choice, str):
+        return OpSpec.parse_label(choice)
+    if isinstance(choice, tuple) and len(choice) == 2 and isinstance(choice[0], str):
+        hp = choice[1] if choice[1] is not None else {}
+        if not isinstance(hp, Mapping):
+            raise ValueError(f"hyperparameters of {choice[0]!r} must be a mapping, got {hp!r}")
+        return OpSpec.make(choice[0], **hp)
+    if hasattr(choice, "op") and hasattr(choice, "hparams"):
+        return OpSpec.make(choice.op, **dict(choice.hparams))
+    raise ValueError(
+        "an operator choice must be an OpSpec, a label such as 'oct(a=0.5)' or an "
+        f"(op_name, hparams) pair, got {choice!r}"
+    )
+
+
+class LatencyTable:
+    """Per-slot latency lookup table: ``predict(choices) = base + Σ entry(slot, choice)``.
+
+    Args:
+        slots: the slots of the backbone (:func:`search_spaces.slots.find_slots`).
+        base_model: the all-``conv`` model those slots were found in. When given, ``base`` is
+            its measured latency minus the slots' ``conv`` entries, so the prediction of the
+            all-``conv`` choice equals that measurement; without it ``base`` is 0 and a
+            prediction is the sum of the slot entries only.
+        resolution: input size of ``base_model`` (required with it).
+        base_key: name under which the base measurement is cached (e.g. backbone, classes,
+            resolution and slot policy); ``None`` re-measures the base in every new table.
+        batch_size, device, dtype, channels_last, warmup, repeats: as :func:`measure_latency`;
+            every entry and the base are timed with them.
+        cache_dir: folder of the JSON cache (default :func:`default_cache_dir`).
+        use_cache: ``False`` keeps entries in memory only.
+
+    Entries are measured lazily, once per (slot shape, choice), and written to the cache
+    atomically (temporary file + ``os.replace``) after merging whatever other processes wrote
+    meanwhile, so several search workers can share one file. Measuring moves nothing of the
+    caller's: slot modules are built fresh; ``base_model`` is copied before it is timed.
+    """
+
+    def __init__(
+        self,
+        slots: Sequence[Slot],
+        *,
+        base_model: nn.Module | None = None,
+        resolution: int | Sequence[int] | None = None,
+        base_key: str | None = None,
+        batch_size: int = 1,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+        warmup: int = 10,
+        repeats: int = 30,
+        cache_dir: str | os.PathLike | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        self.slots: tuple[Slot, ...] = tuple(slots)
+        if not all(isinstance(s, Slot) for s in self.slots):
+            raise ValueError("slots must be a sequence of search_spaces.slots.Slot")
+        self._by_path = {s.path: s for s in self.slots}
+        if len(self._by_path) != len(self.slots):
+            raise ValueError("slots must have distinct paths")
+        if base_model is not None and resolution is None:
+            raise ValueError("resolution is required with base_model (the input size it runs at)")
+        self.resolution = _input_size(resolution) if resolution is not None else None
+        self.device = _parse_device(device)
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.warmup = _check_int("warmup", warmup, 0)
+        self.repeats = _check_int("repeats", repeats, 1)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
+        self.dtype = dtype
+        self.channels_last = bool(channels_last)
+        self.base_key = base_key
+        self._base_model = base_model
+        self._base_model_ms: float | None = None
+        #: number of timings this table ran (slot entries and the base model)
+        self.measurements = 0
+        threads = torch.get_num_threads() if self.device.type == "cpu" else None
+        self.context: dict[str, Any] = {
+            "device": self.device.type,
+            "device_name": device_name(self.device),
+            "torch": torch.__version__,
+            "dtype": _dtype_name(dtype),
+            "threads": threads,
+            "batch_size": self.batch_size,
+            "channels_last": self.channels_last,
+        }
+        self.cache_path: Path | None = None
+        if use_cache:
+            folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            blob = json.dumps(self.context, sort_keys=True).encode()
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", self.context["device_name"]).strip("-")[:40]
+            name = f"{slug or self.device.type}-{hashlib.sha256(blob).hexdigest()[:12]}.json"
+            self.cache_path = folder / name
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._bases: dict[str, dict[str, Any]] = {}
+        self._dirty = False
+        self._load()
+
+    # -- construction from a named backbone -----------------------------------------------
+    @classmethod
+    def for_backbone(
+        cls,
+        backbone: str,
+        *,
+        num_classes: int = 10,
+        resolution: int | None = None,
+        slots: str = "all",
+        **kwargs: Any,
+    ) -> LatencyTable:
+        """Table for a named backbone; the base is its all-``conv`` model, cached by name.
+
+        ``resolution`` defaults to the backbone's own (32 for CIFAR networks, else 224).
+        Other keyword arguments go to the constructor.
+        """
+        from search_spaces.backbones import default_resolution, get_backbone
+        from search_spaces.slots import slots_for
+
+        res = default_resolution(backbone) if resolution is None else resolution
+        slot_list = slots_for(backbone, num_classes, res, slots)
+        key = f"{backbone}|classes={num_classes}|res={res}|slots={slots}"
+        return cls(
+            slot_list,
+            base_model=get_backbone(backbone, num_classes),
+            resolution=res,
+            base_key=key,
+            **kwargs,
+        )
+
+    # -- cache ----------------------------------------------------------------------------
+    def _read_file(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.cache_path is None or not self.cache_path.is_file():
+            return {}, {}
+        try:
+            data = json.loads(self.cache_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}, {}  # an unreadable cache is re-measured, never fatal
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+            return {}, {}
+        if data.get("context") != self.context:
+            return {}, {}
+        entries, bases = data.get("entries", {}), data.get("bases", {})
+        return (entries if isinstance(entries, dict) else {}), (
+            bases if isinstance(bases, dict) else {}
+        )
+
+    def _load(self) -> None:
+        entries, bases = self._read_file()
+        self._entries.update(entries)
+        self._bases.update(bases)
+
+    def save(self) -> None:
+        """Merge with the file on disk (first measurement wins) and write it atomically."""
+        if self.cache_path is None or not self._dirty:
+            return
+        entries, bases = self._read_file()
+        # entries already on disk win: a key is measured once and then fixed for everyone
+        self._entries.update(entries)
+        self._bases.update(bases)
+        data = {
+            "format": CACHE_FORMAT,
+            "context": self.context,
+            "entries": dict(sorted(self._entries.items())),
+            "bases": dict(sorted(self._bases.items())),
+        }
+        folder = self.cache_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{self.cache_path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.write("\n")
+            os.replace(tmp, self.cache_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._dirty = False
+
+    def __len__(self) -> int:
+        """Number of slot entries known (measured here or loaded from the cache)."""
+        return len(self._entries)
+
+    # -- entries --------------------------------------------------------------------------
+    def _measure(self, module: nn.Module, size: tuple[int, int], in_channels: int) -> LatencyResult:
+        self.measurements += 1
+        return measure_latency(
+            module,
+            size,
+            batch_size=self.batch_size,
+            device=self.device,
+            warmup=self.warmup,
+            repeats=self.repeats,
+            dtype=self.dtype,
+            channels_last=self.channels_last,
+            in_channels=in_channels,
+        )
+
+    def _slot(self, slot: Slot | str) -> Slot:
+        if isinstance(slot, Slot):
+            return slot
+        try:
+            return self._by_path[slot]
+        except KeyError:
+            shown = ", ".join(list(self._by_path)[:3])
+            raise ValueError(
+                f"{slot!r} is not a slot of this table (slots look like {shown})"
+            ) from None
+
+    def entry_ms(self, slot: Slot | str, choice: Any, *, save: bool = True) -> float:
+        """Median latency (ms) of ``choice`` alone at ``slot``'s shape; measured on first use.
+
+        ``choice`` is an ``OpSpec``, a label such as ``"oct(a=0.5)"`` or ``(op, hparams)``.
+        """
+        s = self._slot(slot)
+        spec = _as_spec(choice)
+        key = f"{_slot_key(s)}|{spec.label}"
+        hit = self._entries.get(key)
+        if hit is None:
+            from search_spaces.ops import get_op
+
+            info = get_op(spec.op)
+            reason = info.check_slot(s, **spec.hparams)
+            if reason is not None:
+                raise ValueError(
+                    f"{spec.label} cannot replace slot {s.path!r} ({s.describe()}): {reason}"
+                )
+            module = info.build(s, **spec.hparams)
+            r = self._measure(module, s.input_size, s.in_channels)
+            hit = {"median_ms": r.median_ms, "iqr_ms": r.iqr_ms, "repeats": r.repeats}
+            self._entries[key] = hit
+            self._dirty = True
+            if save:
+                self.save()
+        return float(hit["median_ms"])
+
+    @property
+    def base_model_ms(self) -> float | None:
+        """Measured latency (ms) of the all-``conv`` base model, or ``None`` without one."""
+        if self._base_model is None:
+            return None
+        if self._base_model_ms is None:
+            hit = self._bases.get(self.base_key) if self.base_key is not None else None
+            if hit is None:
+                size = self.resolution or (1, 1)  # __init__ requires a resolution with the model
+                # a copy: measuring moves a model to the device and dtype in place
+                r = self._measure(copy.deepcopy(self._base_model), size, 3)
+                hit = {"median_ms": r.median_ms, "iqr_ms": r.iqr_ms, "repeats": r.repeats}
+                if self.base_key is not None:
+                    self._bases[self.base_key] = hit
+                    self._dirty = True
+                    self.save()
+            self._base_model_ms = float(hit["median_ms"])
+        return self._base_model_ms
+
+    @property
+    def base_ms(self) -> float:
+        """Latency of everything that is not a slot: measured base model − Σ slot conv entries."""
+        full = self.base_model_ms
+        if full is None:
+            return 0.0
+        convs = [self.entry_ms(s, ("conv", {}), save=False) for s in self.slots]
+        self.save()
+        return full - math.fsum(convs)
+
+    def warm(self, choices: Mapping[str, Iterable[Any]]) -> int:
+        """Measure every missing entry of ``choices`` (slot path -> iterable of choices).
+
+        Pass ``SearchSpace.choices`` to fill the table before a search. Returns the number
+        of new measurements.
+        """
+        before = self.measurements
+        for path, options in choices.items():
+            for choice in options:
+                self.entry_ms(path, choice, save=False)
+        self.base_model_ms  # noqa: B018 - measures the base when missing
+        self.save()
+        return self.measurements - before
+
+    # -- prediction -----------------------------------------------------------------------
+    def per_slot(self, choices: Mapping[str, Any]) -> dict[str, float]:
+        """Entry (ms) of every slot for ``choices``; slots not in ``choices`` keep ``conv``."""
+        unknown = [p for p in choices if p not in self._by_path]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a slot of this table")
+        out = {
+            s.path: self.entry_ms(s, choices.get(s.path, ("conv", {})), save=False)
+            for s in self.slots
+        }
+        self.save()
+        return out
+
+    def predict(self, choices: Mapping[str, Any]) -> float:
+        """Predicted latency (ms): ``base + Σ`` slot entries.
+
+        ``choices`` maps slot paths to an ``OpSpec``, a label or an ``(op_name, hparams)``
+        pair; a slot left out keeps its ``conv``. Missing entries are measured first.
+        """
+        slots_ms = self.per_slot(choices)  # validates the choices before the base is timed
+        return self.base_ms + math.fsum(slots_ms.values())
+
+    def predict_arch(self, arch: Any) -> float:
+        """:meth:`predict` for an ``Architecture`` (uses ``arch.ops``)."""
+        return self.predict(dict(arch.ops))
