@@ -7,7 +7,9 @@ scores one candidate in order of cost, stopping as soon as a budget is broken:
    Over ``max_flops``/``max_params``: infeasible, returned without building the model.
 2. Latency: predicted from the per-slot lookup table (``latency="predict"``, no model built),
    or measured on the built model (``"measure"``), or skipped (``"off"``). Over
-   ``max_latency_ms``: infeasible, no training.
+   ``max_latency_ms``: infeasible, no training. With ``"measure"`` and a latency budget the
+   prediction screens first: a candidate predicted more than ``latency_screen`` (25 %) over
+   the budget is infeasible without being built; the others are measured.
 3. The zero-cost score named by ``config.zero_cost`` (optional) on one fixed batch.
 4. Proxy training (:func:`evaluators.proxy.train_proxy`) to ``fidelity`` epochs (default
    ``config.proxy_epochs``; 0 stops after step 3), on a validation split carved out of the
@@ -108,6 +110,11 @@ class EvalConfig:
     latency: str = "measure"  # "measure", "predict" or "off"
     latency_batch: int = 1
     latency_repeats: int = 30
+    # With latency "measure" and a max_latency_ms: screen with the lookup-table prediction
+    # first and skip (infeasible, nothing built) a candidate predicted over the budget by more
+    # than this share; None measures every candidate. See experiments/results/latency_predictor.md
+    # for the predictor's error.
+    latency_screen: float | None = 0.25
     zero_cost: str | None = None
     max_flops: float | None = None
     max_params: float | None = None
@@ -227,6 +234,8 @@ def validate_config(config: EvalConfig) -> None:
         v = getattr(c, name)
         if v is not None and (not _is_num(v) or v <= 0):
             raise ValueError(f"{name} must be a number > 0 or None, got {v!r}")
+    if c.latency_screen is not None and (not _is_num(c.latency_screen) or c.latency_screen < 0):
+        raise ValueError(f"latency_screen must be a number >= 0 or None, got {c.latency_screen!r}")
     if c.max_latency_ms is not None and c.latency == "off":
         raise ValueError("max_latency_ms needs latency 'measure' or 'predict', got latency 'off'")
     fids = tuple(c.fidelities)
@@ -500,6 +509,24 @@ class Evaluator:
             if failure:
                 m.failure = failure
                 return _finish(m, t_start)
+        elif (
+            c.latency == "measure" and c.max_latency_ms is not None and c.latency_screen is not None
+        ):
+            # Screening: a prediction clearly over the budget is enough to skip the candidate;
+            # the ones kept are measured below (and their measurement is what counts).
+            failure = self._predict_latency(arch, m)
+            if failure:
+                m.failure = failure
+                return _finish(m, t_start)
+            predicted = m.latency_ms
+            m.extra["latency_predicted_ms"] = predicted
+            if predicted is not None and predicted > c.max_latency_ms * (1 + c.latency_screen):
+                m.extra["stopped_at"] = "latency screen"
+                m.violations["latency"] = predicted / c.max_latency_ms - 1.0
+                m.feasible = False
+                store[key] = StoredEvaluation(_copy_metrics(m))
+                return _finish(m, t_start)
+            m.latency_ms, m.latency_source = None, None
         if not self._latency_ok(m):
             store[key] = StoredEvaluation(_copy_metrics(m))
             return _finish(m, t_start)

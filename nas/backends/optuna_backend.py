@@ -568,6 +568,7 @@ class OptunaSearch:
         self._pid = os.getpid()
         self._start = _process_start(self._pid)
         self.study: optuna.Study | None = None
+        self._joined = False
 
     # -- study --------------------------------------------------------------------------
     def open(self) -> StudyInfo:
@@ -603,6 +604,7 @@ class OptunaSearch:
             study.set_user_attr("budgets", {n: self.budgets.limit(n) for n in self.budgets.names})
             self._enqueue_warm_start(study)
         self.study = study
+        self._joined = existed
         n_interrupted = self.fail_interrupted()
         trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -749,8 +751,11 @@ class OptunaSearch:
         summary = RunSummary(0, 0, 0, 0, "", 0.0)
         n_before = len(study.get_trials(deepcopy=False))
         # A fresh seed per run, derived from the seed and the history, so a resumed run does
-        # not replay the first run's proposals (which would all be duplicates).
-        study.sampler = make_sampler(self.sampler_name, self.seed * 1_000_003 + n_before)
+        # not replay the first run's proposals (which would all be duplicates). A process
+        # that joins an existing study also mixes in its process id: several workers started
+        # with the same command at once must not propose the same sequence.
+        salt = os.getpid() * 7919 if self._joined else 0
+        study.sampler = make_sampler(self.sampler_name, self.seed * 1_000_003 + n_before + salt)
         failures = 0
         last_check = time.monotonic()
         self._refresh_counts(summary)
@@ -898,6 +903,27 @@ class OptunaSearch:
             return t
         return None
 
+    def _wait_for_running(
+        self, arch_id: str, number: int, poll_s: float = 0.5
+    ) -> FrozenTrial | None:
+        """Wait while an earlier RUNNING trial (another worker's) evaluates ``arch_id``.
+
+        Only lower-numbered trials are waited for, so two workers never wait for each other.
+        A worker that dies is noticed by :meth:`fail_interrupted` (its trial becomes FAIL as
+        interrupted, which is not reused), and then this trial evaluates the architecture.
+        """
+        assert self.study is not None
+        while True:
+            running = [
+                t
+                for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if t.number < number and t.user_attrs.get("arch_id") == arch_id
+            ]
+            if not running:
+                return self._find_earlier(arch_id, number)
+            time.sleep(poll_s)
+            self.fail_interrupted()
+
     def _evaluate_trial(self, trial: optuna.Trial, t_start: float) -> TrialOutcome:
         assert self.study is not None
         study = self.study
@@ -931,8 +957,11 @@ class OptunaSearch:
                 msg,
             )
 
-        # 1. the same architecture earlier in the study: reuse its result
+        # 1. the same architecture earlier in the study: reuse its result (when another
+        # worker is evaluating it right now, wait for that result instead of training twice)
         earlier = self._find_earlier(arch_id, trial.number)
+        if earlier is None:
+            earlier = self._wait_for_running(arch_id, trial.number)
         if earlier is not None:
             return self._reuse(trial, earlier, outcome)
 

@@ -65,11 +65,31 @@ def test_within_budget_has_no_violations(tmp_path):
 
 
 def test_over_the_latency_budget_is_measured_but_never_trained(tmp_path):
-    m = Evaluator(_no_data(tmp_path, max_latency_ms=1e-6)).evaluate(_arch())
+    m = Evaluator(_no_data(tmp_path, max_latency_ms=1e-6, latency_screen=None)).evaluate(_arch())
     assert m.latency_source == "measured" and m.latency_ms > 0 and m.latency_iqr_ms >= 0
     assert m.feasible is False
     assert m.violations == {"latency": pytest.approx(m.latency_ms / 1e-6 - 1)}
     assert m.accuracy is None and m.fidelity == 0 and m.extra["stopped_at"] == "latency"
+
+
+def test_latency_screen_skips_a_candidate_predicted_over_and_measures_the_others(tmp_path):
+    arch = _arch()
+    table = {"latency_cache_dir": str(tmp_path / "cache")}
+    over = Evaluator(
+        _no_data(tmp_path, max_latency_ms=1e-6, latency_repeats=2, extra=table)
+    ).evaluate(arch)
+    # Stopped on the prediction alone: no measurement (no IQR), no data read, no training.
+    assert over.extra["stopped_at"] == "latency screen" and over.feasible is False
+    assert over.latency_source == "predicted" and over.latency_iqr_ms is None
+    assert over.latency_ms == over.extra["latency_predicted_ms"] > 1e-6 * 1.25
+    assert over.violations == {"latency": pytest.approx(over.latency_ms / 1e-6 - 1)}
+    # A prediction inside budget x (1 + latency_screen) is measured, and the measurement counts.
+    under = Evaluator(
+        _cfg(max_latency_ms=1e6, latency_repeats=2, proxy_epochs=1, extra=table)
+    ).evaluate(arch, 0)
+    assert under.latency_source == "measured" and under.latency_iqr_ms is not None
+    assert under.extra["latency_predicted_ms"] == pytest.approx(over.latency_ms)
+    assert under.feasible and "stopped_at" not in under.extra
 
 
 def test_the_dataset_is_only_read_when_training(tmp_path):
