@@ -575,15 +575,18 @@ class OptunaSearch:
         """Create or load the study, fail interrupted trials, and report where it stands."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = open_storage(self.storage_string)
-        existed = self.study_name in [s.study_name for s in storage.get_all_studies()]
+        # Creating is atomic in the storage: of several workers started at once, exactly one
+        # creates the study (and sets it up); the others get DuplicatedStudyError and join.
+        existed = False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study = optuna.create_study(
-                storage=storage,
-                study_name=self.study_name,
-                directions=self.directions,
-                load_if_exists=True,
-            )
+            try:
+                study = optuna.create_study(
+                    storage=storage, study_name=self.study_name, directions=self.directions
+                )
+            except optuna.exceptions.DuplicatedStudyError:
+                existed = True
+                study = optuna.load_study(storage=storage, study_name=self.study_name)
         if existed:
             have = [d.name.lower() for d in study.directions]
             if have != self.directions or study.metric_names not in (
