@@ -337,13 +337,38 @@ def open_storage(storage: str, *, create: bool = True) -> optuna.storages.BaseSt
         # Several workers (and the heartbeat thread) write to one file: wait for the lock.
         engine_kwargs["connect_args"] = {"timeout": 60}
     try:
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        rdb = _open_rdb(url, engine_kwargs)
     except Exception as e:  # noqa: BLE001 - driver errors differ per database; one line for users
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"cannot open storage {storage!r}: {first}") from None
     if url.startswith("sqlite"):
         _tune_sqlite(rdb.engine)
     return rdb
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], attempts: int = 8) -> Any:
+    """``RDBStorage(url)``, retried while another process is setting up the same database.
+
+    Optuna creates the tables and then inserts the schema version rows (``version_info``,
+    ``alembic_version``) after checking that they are missing. Two processes that open a new
+    database at the same moment -- workers started together, or a reader polling a study that
+    is being created -- can both see them missing; the slower one then fails with "table ...
+    already exists", an ``IntegrityError`` on the version rows, or "database is locked". The
+    database is fine: the other process set it up, so opening it again succeeds.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, OperationalError) as e:
+            transient = isinstance(e, IntegrityError) or any(
+                m in str(e).lower() for m in ("locked", "already exists")
+            )
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _tune_sqlite(engine: Any) -> None:

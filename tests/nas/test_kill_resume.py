@@ -11,12 +11,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas.backends.optuna_backend import open_storage
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _trials(storage: str):
+    # Polls while the search creates the database: open_storage copes with both processes
+    # setting up the schema at once (plain RDBStorage would raise IntegrityError then).
     try:
-        study = optuna.load_study(study_name="kill", storage=storage)
+        study = optuna.load_study(study_name="kill", storage=open_storage(storage))
     except KeyError:  # not created yet
         return []
     return study.get_trials()
