@@ -880,12 +880,31 @@ def _choice_list(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Append ``(default: X)`` when there is a default worth showing and the help lacks one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or default == []
+        ):
+            return text
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {default})".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m nas.search",
         description="Multi-objective architecture search over conv operators (Optuna). "
         "Running the same command again resumes the study.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     g = p.add_argument_group("budgets (a broken budget makes a trial infeasible)")
     g.add_argument(
@@ -951,7 +970,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="input size during proxy training (default: the dataset's)",
     )
-    g.add_argument("--batch-size", type=_int_arg("batch size"), default=64)
+    g.add_argument(
+        "--batch-size", type=_int_arg("batch size"), default=64, help="proxy training batch"
+    )
     g.add_argument(
         "--fidelities",
         default="auto",
@@ -980,7 +1001,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="comma-separated: accuracy,flops,params,latency",
     )
-    g.add_argument("--sampler", default="tpe", choices=SAMPLER_NAMES)
+    g.add_argument(
+        "--sampler", default="tpe", choices=SAMPLER_NAMES, help="Optuna sampler, seeded by --seed"
+    )
     g.add_argument(
         "--trials",
         type=_int_arg("trials"),
@@ -994,7 +1017,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIME",
         help="stop starting new trials after this long: 3600, 30m, 2h",
     )
-    g.add_argument("--seed", type=_int_arg("seed", 0), default=0)
+    g.add_argument(
+        "--seed",
+        type=_int_arg("seed", 0),
+        default=0,
+        help="seeds the sampler, the proxy split, weights and data order",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g = p.add_argument_group("storage and output")
     g.add_argument(
