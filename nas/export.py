@@ -214,6 +214,10 @@ def export_study(storage: str, study: str, out_dir: str | os.PathLike) -> Path:
     final = out / "pareto"
     tmp = Path(tempfile.mkdtemp(prefix=".pareto.tmp-", dir=out))
     try:
+        # mkdtemp makes the folder 0700; the export is for the user's colleagues too.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
         for m in members:
             if m["architecture"] is not None:
                 Architecture.from_dict(m["architecture"]).save(tmp / m["file"])

@@ -760,7 +760,8 @@ def _execute(
     p.line(
         f"Objectives: {', '.join(c.objectives)}; budgets: "
         f"{', '.join(b for b in budgets if b) or 'none'}; sampler {c.sampler} (seed {c.seed}); "
-        f"proxy {c.dataset}, {'/'.join(map(str, plan.rungs))} epochs, device {plan.device}"
+        f"proxy {c.dataset}, {'/'.join(map(str, plan.rungs))} "
+        f"epoch{'' if plan.rungs == (1,) else 's'}, device {plan.device}"
     )
     if info.resumed:
         extra = (
@@ -799,7 +800,8 @@ def _execute(
     )
     if members:
         hv_text = f"; hypervolume {hv:.4g}" if hv is not None else ""
-        p.line(f"Pareto set: {len(members)} feasible non-dominated architectures{hv_text}")
+        noun = "architecture" if len(members) == 1 else "architectures"
+        p.line(f"Pareto set: {len(members)} feasible non-dominated {noun}{hv_text}")
         for row in _summary_table(members, c.objectives):
             p.line("  " + row)
     else:

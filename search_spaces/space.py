@@ -82,7 +82,11 @@ def parse_menu(text: str) -> tuple[OpSpec, ...]:
                         f"bad parameter {item!r} for {name.strip()}; allowed: {allowed}"
                     )
                 grid[key] = tuple(_parse_number(x.strip(), raw) for x in v.split("|"))
-        for spec in _grid_specs(op, grid):
+        try:
+            entry_specs = _grid_specs(op, grid)
+        except ValueError as e:  # an out-of-range value: say which menu entry it came from
+            raise ValueError(f"operator menu entry {raw!r}: {e}") from None
+        for spec in entry_specs:
             if spec not in specs:
                 specs.append(spec)
     return tuple(specs)

@@ -1061,7 +1061,7 @@ class OptunaSearch:
         msg = (
             f"stopped at {metrics.fidelity}/{self.ladder.full} epochs: {decision}"
             if stopped
-            else f"trained {metrics.fidelity} epochs"
+            else f"trained {metrics.fidelity} epoch{'' if metrics.fidelity == 1 else 's'}"
         )
         trial.set_user_attr("feasible", True)
         trial.set_user_attr("status", msg)

@@ -109,3 +109,19 @@ def test_export_errors_are_one_line_exit_2_and_write_nothing(
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_export_folder_and_files_follow_the_umask(searched, tmp_path, umask):
+    import os
+
+    tmp, _ = searched
+    old = os.umask(umask)
+    try:
+        export_study(str(tmp / "s.db"), "exp", tmp_path / "o")
+    finally:
+        os.umask(old)
+    folder = tmp_path / "o" / "pareto"
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
+    for f in folder.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f.name

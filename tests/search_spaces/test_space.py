@@ -30,7 +30,11 @@ def test_bare_entry_takes_default_grid():
         ("oct(a=x)", r"parameter value 'x'"),
         ("conv,,oct", "empty entry"),
         ("oct(a=0.5", "missing '\\)'"),
-        ("oct(a=1.5)", "alpha"),
+        ("oct(a=1.5)", r"operator menu entry 'oct\(a=1.5\)': octconv alpha must be in \[0, 1\)"),
+        (
+            "conv,scconv(a=0.5,r=0)",
+            r"entry 'scconv\(a=0.5,r=0\)': r \(squeeze ratio\) must be an integer >= 1, got 0",
+        ),
     ],
 )
 def test_bad_menus_name_the_problem(text, message):
