@@ -597,13 +597,20 @@ class LatencyTable:
 
     @property
     def base_ms(self) -> float:
-        """Latency of everything that is not a slot: measured base model − Σ slot conv entries."""
+        """Latency of everything that is not a slot: measured base model − Σ slot conv entries.
+
+        Never negative. Each entry is timed alone, so it carries a call's fixed overhead; on a
+        small model (a CIFAR network at 16 px, say) or a busy machine the conv entries can add
+        up to more than the whole base model. The non-slot part is then taken as 0 rather
+        than negative -- a negative base could predict a cheap candidate at 0 ms or less --
+        and predictions are the plain sum of the entries, which overestimates a little.
+        """
         full = self.base_model_ms
         if full is None:
             return 0.0
         convs = [self.entry_ms(s, ("conv", {}), save=False) for s in self.slots]
         self.save()
-        return full - math.fsum(convs)
+        return max(0.0, full - math.fsum(convs))
 
     def warm(self, choices: Mapping[str, Iterable[Any]]) -> int:
         """Measure every missing entry of ``choices`` (slot path -> iterable of choices).

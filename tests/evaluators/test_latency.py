@@ -203,11 +203,27 @@ def test_table_measures_each_shape_once_and_predicts_the_base_model_for_all_conv
     pred = t.predict({})
     # a and b share one shape: 3 conv entries + the base model
     assert t.measurements == 4 and len(t) == 3
-    assert pred == pytest.approx(t.base_model_ms, rel=1e-12)
     conv = {s.path: ("conv", {}) for s in t.slots}
+    conv_sum = math.fsum(t.per_slot(conv).values())
+    # the base model itself, unless its slots timed alone add up to more (base clamped at 0)
+    assert pred == pytest.approx(max(t.base_model_ms, conv_sum), rel=1e-12)
     assert t.predict(conv) == pred
-    assert t.base_ms == pytest.approx(pred - sum(t.per_slot(conv).values()), rel=1e-12)
+    assert t.base_ms == pytest.approx(pred - conv_sum, rel=1e-12)
     assert t.per_slot(conv)["a"] == t.per_slot(conv)["b"]
+
+
+def test_base_is_never_negative_when_the_entries_outweigh_the_model(tmp_path):
+    t = _table(tmp_path)
+    conv_sum = math.fsum(t.per_slot({}).values())
+    t._base_model_ms = 0.5 * conv_sum  # as timed on a busy machine: less than its parts
+    assert t.base_ms == 0.0
+    assert t.predict({}) == pytest.approx(conv_sum, rel=1e-12)
+    cheap = {s.path: ("octconv", {"alpha": 0.5}) for s in t.slots}
+    assert t.predict(cheap) == pytest.approx(math.fsum(t.per_slot(cheap).values()), rel=1e-12)
+    assert t.predict(cheap) > 0
+    t._base_model_ms = conv_sum + 0.25  # the usual case: the non-slot part is what is left
+    assert t.base_ms == pytest.approx(0.25, rel=1e-9)
+    assert t.predict({}) == pytest.approx(conv_sum + 0.25, rel=1e-12)
 
 
 def test_cache_file_is_written_and_reused_by_a_new_table(tmp_path):
@@ -326,7 +342,8 @@ def test_predict_arch_of_a_backbone(tmp_path):
         "cifar_resnet20", num_classes=10, resolution=16, cache_dir=tmp_path, **FAST
     )
     conv = Architecture.uniform("cifar_resnet20", num_classes=10, resolution=16)
-    assert t.predict_arch(conv) == pytest.approx(t.base_model_ms, rel=1e-12)
+    conv_sum = math.fsum(t.per_slot(dict(conv.ops)).values())
+    assert t.predict_arch(conv) == pytest.approx(max(t.base_model_ms, conv_sum), rel=1e-12)
     assert t.base_key == "cifar_resnet20|classes=10|res=16|slots=all"
     oct_arch = Architecture.uniform(
         "cifar_resnet20", OpSpec.make("octconv", alpha=0.5), num_classes=10, resolution=16
