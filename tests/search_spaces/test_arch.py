@@ -190,3 +190,25 @@ def test_build_model_places_each_operator_and_keeps_shapes():
     for mode in (True, False):
         model.train(mode)
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_the_papers_example_files_give_the_published_numbers():
+    # experiments/paper_numbers.py tabulates these; the files are what users check them with.
+    from pathlib import Path
+
+    from evaluators.cost import get_cost_model
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+
+    def cost(name):
+        arch = load_architecture(root / name)
+        return get_cost_model(arch.backbone, arch.num_classes, arch.resolution, arch.slots).cost(
+            arch
+        )
+
+    r56 = cost("scconv_r56_cifar.json")  # SCConv paper, Table 2: 79.55 MFLOPs
+    assert r56.flops / 1e6 == pytest.approx(79.55, rel=1e-3)
+    r50 = cost("scconv_r50_imagenet100.json")  # empirical study, Table IV: 14.70 M params
+    assert r50.params / 1e6 == pytest.approx(14.70, rel=2e-3)
+    oct50 = cost("oct_r50_a0.5.json")  # every slot at the closed form: below the paper's 2.383 G
+    assert oct50.params == 25_557_032 and 1.9e9 < oct50.flops < 2.0e9
