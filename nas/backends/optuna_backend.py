@@ -353,15 +353,16 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], attempts: int = 8) -> Any
     ``alembic_version``) after checking that they are missing. Two processes that open a new
     database at the same moment -- workers started together, or a reader polling a study that
     is being created -- can both see them missing; the slower one then fails with "table ...
-    already exists", an ``IntegrityError`` on the version rows, or "database is locked". The
-    database is fine: the other process set it up, so opening it again succeeds.
+    already exists" (SQLite, MySQL; PostgreSQL says it with a ``ProgrammingError`` or a unique
+    violation on its catalog), an ``IntegrityError`` on the version rows, or "database is
+    locked". The database is fine: the other process set it up, so opening it again succeeds.
     """
-    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except (IntegrityError, OperationalError) as e:
+        except (IntegrityError, OperationalError, ProgrammingError) as e:
             transient = isinstance(e, IntegrityError) or any(
                 m in str(e).lower() for m in ("locked", "already exists")
             )
