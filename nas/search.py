@@ -61,6 +61,7 @@ DEFAULT_EVALUATOR = "evaluators.objectives:evaluate"
 OBJECTIVE_NAMES = ("accuracy", "flops", "params", "latency")
 SAMPLER_NAMES = ("tpe", "nsga2", "random")
 SLOT_POLICY_NAMES = ("all", "spatial")
+BACKEND_NAMES = ("optuna", "ray")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,12 @@ class SearchConfig:
     out: str | None = None
     evaluator: str | None = None
     evaluator_options: Mapping[str, Any] = field(default_factory=dict)
+    # How the trials run (not part of what defines the study: either backend resumes it).
+    backend: str = "optuna"
+    ray_address: str | None = None
+    workers: int = 2
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -338,6 +345,32 @@ def _default_study_name(settings: Mapping[str, Any]) -> str:
     return "-".join(parts)
 
 
+def _check_backend(c: SearchConfig) -> None:
+    if c.backend not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, got {c.backend!r}")
+    if c.backend != "ray":
+        if c.ray_address is not None:
+            raise ValueError(f"ray_address {c.ray_address!r} needs the ray backend (--backend ray)")
+        return
+    _positive_int("workers", c.workers)
+    for name in ("cpus_per_worker", "gpus_per_worker"):
+        v = getattr(c, name)
+        if v is None and name == "gpus_per_worker":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a number, got {v!r}")
+        if v < 0 or (name == "cpus_per_worker" and v == 0):
+            lo = "> 0" if name == "cpus_per_worker" else ">= 0"
+            raise ValueError(f"{name} must be {lo}, got {v!r}")
+    if c.ray_address is not None and (not isinstance(c.ray_address, str) or not c.ray_address):
+        raise ValueError(f"ray_address must be a Ray address like 'auto', got {c.ray_address!r}")
+    from nas.backends.ray_backend import ray_available
+
+    missing = ray_available()
+    if missing:
+        raise ValueError(missing)
+
+
 def _prepare(config: SearchConfig) -> _Plan:
     """Validate everything and build the space; raises ``ValueError`` with one sentence."""
     from evaluators.objectives import EvalConfig
@@ -362,6 +395,7 @@ def _prepare(config: SearchConfig) -> _Plan:
         raise ValueError(f"timeout must be a positive number of seconds, got {c.timeout_s!r}")
     objectives = _parse_objectives(c.objectives)
     rungs = _parse_fidelities(c.fidelities, c.proxy_epochs)
+    _check_backend(c)
     describe_storage(c.storage)
     if c.study is not None and (not isinstance(c.study, str) or not c.study.strip()):
         raise ValueError(f"study must be a non-empty name, got {c.study!r}")
@@ -630,6 +664,11 @@ def run_search(
     evaluator_options: Mapping[str, Any] | Sequence[str] | None = None,
     export: bool = True,
     stream: TextIO | None = None,
+    backend: str = "optuna",
+    ray_address: str | None = None,
+    workers: int = 2,
+    cpus_per_worker: float = 1.0,
+    gpus_per_worker: float | None = None,
 ) -> SearchResult:
     """Run (or resume) a search and export its Pareto set; the CLI is a thin layer over this.
 
@@ -639,6 +678,10 @@ def run_search(
     ``function(arch, eval_config, fidelity=epochs) -> Metrics`` (default: the real
     proxy-training evaluator); ``evaluator_options`` go to ``EvalConfig.extra``.
     Progress goes to ``stream`` (default: standard output; pass ``io.StringIO()`` to keep it).
+    ``backend="ray"`` runs ``workers`` search workers as Ray Tune trials (``ray_address``
+    ``None``: a local Ray instance), each with ``cpus_per_worker`` CPUs and
+    ``gpus_per_worker`` GPUs (``None``: 1 when the cluster has GPUs and ``device`` is not
+    ``cpu``, else 0); see :mod:`nas.backends.ray_backend`.
 
     Raises ``ValueError`` (one sentence naming the bad argument) before anything is written.
     """
@@ -669,6 +712,11 @@ def run_search(
         out=None if out is None else str(out),
         evaluator=evaluator,
         evaluator_options=_parse_evaluator_options(evaluator_options),
+        backend=backend,
+        ray_address=ray_address,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
     )
     if config.max_flops is not None:
         config = _with(config, max_flops=int(round(config.max_flops)))
@@ -685,7 +733,12 @@ def _with(c: SearchConfig, **kw: Any) -> SearchConfig:
 
 
 def _execute(
-    plan: _Plan, *, stream: TextIO, export: bool, command: str | None = None
+    plan: _Plan,
+    *,
+    stream: TextIO,
+    export: bool,
+    command: str | None = None,
+    worker: bool = False,
 ) -> SearchResult:
     from nas.backends.optuna_backend import Budgets, FidelityLadder, OptunaSearch
 
@@ -722,27 +775,28 @@ def _execute(
     )
     info = engine.open()
     plan.out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(
-        plan.out_dir / "search_config.json",
-        {
-            "format": "convnas.search-config/1",
-            "command": command or "nas.run_search(...) (Python API)",
-            "study": plan.study,
-            "storage": plan.storage,
-            "out": str(plan.out_dir),
-            "settings": plan.resolved,
-            "config": c.to_dict(),
-            "eval_config": ec.to_dict(),
-            "space": {
-                "slots": len(plan.space.slots),
-                "size": str(plan.space.size),
-                "min_flops": plan.cost_range.min_flops,
-                "max_flops": plan.cost_range.max_flops,
-                "min_params": plan.cost_range.min_params,
-                "max_params": plan.cost_range.max_params,
+    if not worker:  # a Ray worker leaves the driver's record alone
+        _write_json(
+            plan.out_dir / "search_config.json",
+            {
+                "format": "convnas.search-config/1",
+                "command": command or "nas.run_search(...) (Python API)",
+                "study": plan.study,
+                "storage": plan.storage,
+                "out": str(plan.out_dir),
+                "settings": plan.resolved,
+                "config": c.to_dict(),
+                "eval_config": ec.to_dict(),
+                "space": {
+                    "slots": len(plan.space.slots),
+                    "size": str(plan.space.size),
+                    "min_flops": plan.cost_range.min_flops,
+                    "max_flops": plan.cost_range.max_flops,
+                    "min_params": plan.cost_range.min_params,
+                    "max_params": plan.cost_range.max_params,
+                },
             },
-        },
-    )
+        )
     p = _Progress(stream, c.trials, c.timeout_s)
     rng = plan.cost_range
     p.line(
@@ -777,11 +831,14 @@ def _execute(
     else:
         p.line(f"New study '{plan.study}' in {plan.storage}; running {c.trials} trials.")
     try:
-        summary = engine.run(
-            c.trials,
-            timeout_s=c.timeout_s,
-            callback=lambda o, s: p.update(o, s, engine),
-        )
+        if c.backend == "ray":
+            summary = _run_on_ray(plan, engine, p)
+        else:
+            summary = engine.run(
+                c.trials,
+                timeout_s=c.timeout_s,
+                callback=lambda o, s: p.update(o, s, engine),
+            )
     except KeyboardInterrupt:
         p.finish()
         raise
@@ -828,6 +885,99 @@ def _execute(
         dashboard_command=dash,
         config=c.to_dict(),
     )
+
+
+def _absolute_paths(c: SearchConfig) -> SearchConfig:
+    """The config with local paths made absolute (Ray runs workers in other directories)."""
+    from nas.backends.optuna_backend import describe_storage, storage_file
+
+    storage = c.storage
+    path = storage_file(storage)
+    if path is not None and not path.is_absolute():
+        kind, _ = describe_storage(storage)
+        storage = str(path.resolve()) if kind == "journal" else f"sqlite:///{path.resolve()}"
+    return _with(
+        c,
+        storage=storage,
+        data_dir=str(Path(c.data_dir).resolve()),
+        out=None if c.out is None else str(Path(c.out).resolve()),
+    )
+
+
+def _run_on_ray(plan: _Plan, engine: Any, p: _Progress) -> Any:
+    """Run the study's trials as Ray Tune workers (see :mod:`nas.backends.ray_backend`)."""
+    from nas.backends.optuna_backend import RunSummary
+    from nas.backends.ray_backend import run_workers
+
+    c = plan.config
+    worker = _absolute_paths(_with(c, study=plan.study, out=str(plan.out_dir)))
+    worker = _with(worker, backend="optuna", ray_address=None)
+    where = c.ray_address or "a local Ray instance"
+    gpus = "auto" if c.gpus_per_worker is None else f"{c.gpus_per_worker:g}"
+    p.line(
+        f"Ray Tune: {c.workers} workers on {where} ({c.cpus_per_worker:g} CPU, {gpus} GPU "
+        f"each); Tune's files in {plan.out_dir / 'ray'}"
+    )
+    summary = RunSummary(0, 0, 0, 0, "", 0.0)
+    t0 = time.monotonic()
+    last = [-1]
+
+    def poll() -> None:
+        engine._refresh_counts(summary)
+        if summary.n_complete != last[0]:
+            last[0] = summary.n_complete
+            best = "-" if summary.best_accuracy is None else f"{summary.best_accuracy:.4f}"
+            p.line(
+                f"    {summary.n_complete}/{c.trials} done, {summary.n_feasible} feasible, "
+                f"Pareto {summary.pareto_size}, best acc under budget {best}, "
+                f"{summary.n_failed} failed ({format_duration(time.monotonic() - t0)})"
+            )
+
+    errors = run_workers(
+        worker.to_dict(),
+        n_workers=c.workers,
+        address=c.ray_address,
+        cpus_per_worker=c.cpus_per_worker,
+        gpus_per_worker=c.gpus_per_worker,
+        results_dir=plan.out_dir / "ray",
+        name=plan.study,
+        poll=poll,
+    )
+    poll()
+    engine._refresh_counts(summary)
+    summary.seconds = time.monotonic() - t0
+    for line in errors:
+        p.line(f"Ray worker failed: {line}")
+    if summary.n_complete >= c.trials:
+        summary.stop_reason = f"reached {c.trials} complete trials"
+    elif errors:
+        summary.stop_reason = f"{len(errors)} of {c.workers} Ray workers failed"
+    else:
+        summary.stop_reason = "the Ray workers stopped (timeout or repeated failures)"
+    return summary
+
+
+def run_worker(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one search worker from a :meth:`SearchConfig.to_dict` dict (what a Ray worker does).
+
+    The worker joins the study named in the config and runs trials until it holds the
+    requested count; nothing is exported and progress is not printed. Returns its counts.
+    """
+    import io
+
+    d = dict(config)
+    d["objectives"] = tuple(d["objectives"])
+    if not isinstance(d["fidelities"], str):
+        d["fidelities"] = tuple(d["fidelities"])
+    c = _with(SearchConfig(**d), backend="optuna", ray_address=None)
+    res = _execute(_prepare(c), stream=io.StringIO(), export=False, worker=True)
+    return {
+        "n_complete": res.n_complete,
+        "n_feasible": res.n_feasible,
+        "n_failed": res.n_failed,
+        "stop_reason": res.stop_reason,
+        "pid": os.getpid(),
+    }
 
 
 def _info_of(engine: Any, plan: _Plan) -> dict[str, Any]:
@@ -1038,7 +1188,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="study name (default: derived from the settings, so reruns resume)",
     )
     g.add_argument("--out", default=None, help="output folder (default: runs/<study>/)")
+    g = p.add_argument_group("backend (how trials run; either backend resumes the same study)")
+    g.add_argument(
+        "--backend",
+        default="optuna",
+        choices=BACKEND_NAMES,
+        help="optuna: trials in this process; ray: --workers search workers placed by Ray Tune",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to join: auto, ray://host:10001 (default: start a local Ray)",
+    )
+    g.add_argument("--workers", type=_int_arg("workers"), default=2, help="concurrent Ray workers")
+    g.add_argument(
+        "--cpus-per-worker",
+        type=_float_arg("cpus per worker", positive=True),
+        default=1.0,
+        help="CPUs Ray reserves for each worker",
+    )
+    g.add_argument(
+        "--gpus-per-worker",
+        type=_float_arg("gpus per worker", positive=False),
+        default=None,
+        help="GPUs per worker, fractions allowed (default: 1 if the cluster has GPUs, else 0)",
+    )
     return p
+
+
+def _float_arg(name: str, *, positive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            bound = "> 0" if positive else ">= 0"
+            raise argparse.ArgumentTypeError(f"{name} must be a number {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
 def _config_from_args(args: argparse.Namespace) -> SearchConfig:
@@ -1069,6 +1260,11 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
         out=args.out,
         evaluator=args.evaluator,
         evaluator_options=_parse_evaluator_options(args.evaluator_option),
+        backend=args.backend,
+        ray_address=args.ray_address,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
     )
 
 

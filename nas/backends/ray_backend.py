@@ -1,0 +1,143 @@
+"""The Ray Tune driver: search workers placed by Ray Tune, results in the Optuna storage.
+
+``python -m nas.search --backend ray [--ray-address ADDR] [--workers N]`` runs the same search
+as the default backend, but as ``N`` concurrent Ray Tune trials, each one a ConvNAS search
+worker with its own share of the cluster (``--cpus-per-worker``, ``--gpus-per-worker``; Ray
+sets ``CUDA_VISIBLE_DEVICES`` so a worker sees only its GPU). Every worker runs the Optuna
+worker loop of :mod:`nas.backends.optuna_backend` against the study's storage: it asks the
+study's sampler for an architecture, prices it, evaluates it and tells the result, until the
+study holds ``--trials`` complete trials. So the study, its trials and the Pareto export are
+the same whichever backend ran them, and optuna-dashboard shows them the same way.
+
+Why a Tune trial is a worker, not one architecture: the search's own rules -- budgets checked
+before anything is built, an architecture never evaluated twice in a study, successive halving
+among peers of similar cost, interrupted trials marked failed -- live in the Optuna study that
+all workers share. A Tune trial per architecture would need Tune's searcher to re-implement
+them; one worker per Tune trial keeps one implementation, and Ray still decides where each
+worker runs and what it may use.
+
+Storage: every worker must reach the study. On one machine the default SQLite file (or a
+journal file) works; on a cluster use a database URL every node can reach (PostgreSQL, MySQL)
+or a journal file on a shared file system. Relative paths are made absolute before they are
+sent to the workers, since Ray runs them in other directories.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ray_available", "run_workers"]
+
+
+def ray_available() -> str | None:
+    """``None`` when Ray Tune can be imported, else the one-line reason."""
+    try:
+        import ray  # noqa: F401
+        from ray import tune  # noqa: F401
+    except ImportError as e:
+        return f"the ray backend needs Ray Tune (pip install 'ray[tune]'): {e}"
+    return None
+
+
+def _worker(params: Mapping[str, Any]) -> None:
+    """One Tune trial: a ConvNAS search worker on the shared study."""
+    from ray import tune
+
+    from nas.search import run_worker
+
+    tune.report(run_worker(dict(params["config"])))
+
+
+def run_workers(
+    worker_config: Mapping[str, Any],
+    *,
+    n_workers: int,
+    address: str | None,
+    cpus_per_worker: float,
+    gpus_per_worker: float | None,
+    results_dir: Path,
+    name: str,
+    poll: Callable[[], None] | None = None,
+    poll_s: float = 2.0,
+) -> list[str]:
+    """Run ``n_workers`` search workers as Ray Tune trials and wait for them.
+
+    ``worker_config`` is a :class:`nas.search.SearchConfig` as a dict (what each worker
+    runs). ``address`` ``None`` starts a local Ray instance for the run (and stops it after);
+    otherwise it is passed to ``ray.init`` (``auto``, ``ray://host:10001``, ...).
+    ``gpus_per_worker`` ``None`` means 1 when the cluster has a GPU and the config's device is
+    not ``cpu``, else 0. Tune's own
+    files go to ``results_dir/name``. ``poll()`` is called every ``poll_s`` seconds while
+    the workers run (the caller's progress display). Returns one line per worker that
+    failed (empty when all finished).
+    """
+    # Tune's console tables would interleave with ConvNAS's progress lines; its files keep
+    # everything (results_dir). Set before Tune is imported, which reads it.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+    from ray import tune
+
+    started_here = False
+    if not ray.is_initialized():
+        # Workers import the project and the user's evaluator module from the driver's path.
+        path = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p and Path(p).is_dir())
+        env = {"PYTHONPATH": path, "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "runtime_env": {"env_vars": env},
+        }
+        if address is not None:
+            kwargs["address"] = address
+        ray.init(**kwargs)
+        started_here = True
+    stop = threading.Event()
+
+    def poller() -> None:
+        while not stop.wait(poll_s):
+            try:
+                poll()  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - a display must never kill the run
+                pass
+
+    thread = threading.Thread(target=poller, daemon=True) if poll is not None else None
+    try:
+        if gpus_per_worker is None:
+            has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+            gpus_per_worker = 1.0 if has_gpu and worker_config.get("device") != "cpu" else 0.0
+        trainable = tune.with_resources(_worker, {"cpu": cpus_per_worker, "gpu": gpus_per_worker})
+        tuner = tune.Tuner(
+            trainable,
+            param_space={
+                "config": dict(worker_config),
+                "worker": tune.grid_search(list(range(n_workers))),
+            },
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=n_workers),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(Path(results_dir).resolve()),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        if thread is not None:
+            thread.start()
+        grid = tuner.fit()
+        errors = []
+        for i in range(len(grid)):
+            r = grid[i]
+            if r.error is not None:
+                text = str(r.error).strip().splitlines()
+                errors.append(f"worker {i}: {text[-1] if text else type(r.error).__name__}")
+        return errors
+    finally:
+        stop.set()
+        if thread is not None and thread.is_alive():
+            thread.join(timeout=poll_s + 1)
+        if started_here:
+            ray.shutdown()
