@@ -773,6 +773,11 @@ def _execute(
         # A quarter of a short search, at most 10: the samplers must get their turn.
         warm_start=min(10, max(1, c.trials // 4)),
     )
+    owns_ray = False
+    if c.backend == "ray":  # before the study exists: an unreachable cluster writes nothing
+        from nas.backends.ray_backend import connect
+
+        owns_ray = connect(c.ray_address)
     info = engine.open()
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     if not worker:  # a Ray worker leaves the driver's record alone
@@ -832,7 +837,7 @@ def _execute(
         p.line(f"New study '{plan.study}' in {plan.storage}; running {c.trials} trials.")
     try:
         if c.backend == "ray":
-            summary = _run_on_ray(plan, engine, p)
+            summary = _run_on_ray(plan, engine, p, owns_ray)
         else:
             summary = engine.run(
                 c.trials,
@@ -904,7 +909,7 @@ def _absolute_paths(c: SearchConfig) -> SearchConfig:
     )
 
 
-def _run_on_ray(plan: _Plan, engine: Any, p: _Progress) -> Any:
+def _run_on_ray(plan: _Plan, engine: Any, p: _Progress, owns_ray: bool) -> Any:
     """Run the study's trials as Ray Tune workers (see :mod:`nas.backends.ray_backend`)."""
     from nas.backends.optuna_backend import RunSummary
     from nas.backends.ray_backend import run_workers
@@ -923,7 +928,7 @@ def _run_on_ray(plan: _Plan, engine: Any, p: _Progress) -> Any:
     last = [-1]
 
     def poll() -> None:
-        engine._refresh_counts(summary)
+        engine.refresh_counts(summary)
         if summary.n_complete != last[0]:
             last[0] = summary.n_complete
             best = "-" if summary.best_accuracy is None else f"{summary.best_accuracy:.4f}"
@@ -942,9 +947,10 @@ def _run_on_ray(plan: _Plan, engine: Any, p: _Progress) -> Any:
         results_dir=plan.out_dir / "ray",
         name=plan.study,
         poll=poll,
+        owns_ray=owns_ray,
     )
     poll()
-    engine._refresh_counts(summary)
+    engine.refresh_counts(summary)
     summary.seconds = time.monotonic() - t0
     for line in errors:
         p.line(f"Ray worker failed: {line}")
@@ -1288,12 +1294,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
+    from nas.backends.ray_backend import RayUnavailable
+
     try:
         import shlex
 
         words = sys.argv[1:] if argv is None else list(argv)
         command = "python -m nas.search " + " ".join(shlex.quote(w) for w in words)
         result = _execute(plan, stream=sys.stdout, export=True, command=command)
+    except RayUnavailable as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; run the same command again to resume study '{plan.study}'",

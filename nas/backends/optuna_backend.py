@@ -787,7 +787,7 @@ class OptunaSearch:
         study.sampler = make_sampler(self.sampler_name, self.seed * 1_000_003 + n_before + salt)
         failures = 0
         last_check = time.monotonic()
-        self._refresh_counts(summary)
+        self.refresh_counts(summary)
         while True:
             if summary.n_complete >= n_trials:
                 summary.stop_reason = f"reached {n_trials} complete trials"
@@ -806,13 +806,13 @@ class OptunaSearch:
             failures = failures + 1 if outcome.status == "failed" else 0
             summary.outcomes.append(outcome)
             summary.seconds = time.monotonic() - t0
-            self._refresh_counts(summary)
+            self.refresh_counts(summary)
             if callback is not None:
                 callback(outcome, summary)
         summary.seconds = time.monotonic() - t0
         return summary
 
-    def _refresh_counts(self, summary: RunSummary) -> None:
+    def refresh_counts(self, summary: RunSummary) -> None:
         """Counts, Pareto size and best feasible accuracy from one read of the study."""
         assert self.study is not None
         trials = self.study.get_trials(deepcopy=False)

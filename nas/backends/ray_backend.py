@@ -31,7 +31,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ray_available", "run_workers"]
+__all__ = ["RayUnavailable", "connect", "ray_available", "run_workers"]
+
+
+class RayUnavailable(ValueError):
+    """Ray could not be started or reached; the message is one sentence for users."""
 
 
 def ray_available() -> str | None:
@@ -42,6 +46,43 @@ def ray_available() -> str | None:
     except ImportError as e:
         return f"the ray backend needs Ray Tune (pip install 'ray[tune]'): {e}"
     return None
+
+
+def connect(address: str | None) -> bool:
+    """Join the Ray cluster at ``address`` (``None``: start a local instance).
+
+    Returns whether this call started Ray (the caller then owns its shutdown). Called before
+    the study is created, so a cluster that cannot be reached leaves nothing behind. Raises
+    :class:`RayUnavailable` naming the address.
+    """
+    # Tune's console tables would interleave with ConvNAS's progress lines; its files keep
+    # everything. Set before Tune is imported, which reads it.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # Workers import the project and the user's evaluator module from the driver's path.
+    path = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p and Path(p).is_dir())
+    env = {"PYTHONPATH": path, "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "runtime_env": {"env_vars": env},
+    }
+    if address is not None:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError by case
+        text = str(e).strip().splitlines()
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        raise RayUnavailable(
+            f"cannot start or reach {where} ({text[0] if text else type(e).__name__}); "
+            "check --ray-address (auto, host:6379, ray://host:10001) or leave it out to run "
+            "Ray locally"
+        ) from None
+    return True
 
 
 def _worker(params: Mapping[str, Any]) -> None:
@@ -64,6 +105,7 @@ def run_workers(
     name: str,
     poll: Callable[[], None] | None = None,
     poll_s: float = 2.0,
+    owns_ray: bool = True,
 ) -> list[str]:
     """Run ``n_workers`` search workers as Ray Tune trials and wait for them.
 
@@ -73,29 +115,15 @@ def run_workers(
     ``gpus_per_worker`` ``None`` means 1 when the cluster has a GPU and the config's device is
     not ``cpu``, else 0. Tune's own
     files go to ``results_dir/name``. ``poll()`` is called every ``poll_s`` seconds while
-    the workers run (the caller's progress display). Returns one line per worker that
-    failed (empty when all finished).
+    the workers run (the caller's progress display). Ray is joined with :func:`connect`
+    unless it already runs; ``owns_ray`` says whether to shut it down afterwards (when
+    :func:`connect` started it). Returns one line per worker that failed (empty when all
+    finished).
     """
-    # Tune's console tables would interleave with ConvNAS's progress lines; its files keep
-    # everything (results_dir). Set before Tune is imported, which reads it.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
 
-    started_here = False
-    if not ray.is_initialized():
-        # Workers import the project and the user's evaluator module from the driver's path.
-        path = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p and Path(p).is_dir())
-        env = {"PYTHONPATH": path, "RAY_CHDIR_TO_TRIAL_DIR": "0"}
-        kwargs: dict[str, Any] = {
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "runtime_env": {"env_vars": env},
-        }
-        if address is not None:
-            kwargs["address"] = address
-        ray.init(**kwargs)
-        started_here = True
+    started_here = connect(address) or owns_ray
     stop = threading.Event()
 
     def poller() -> None:
