@@ -72,6 +72,7 @@ def connect(address: str | None) -> bool:
     }
     if address is not None:
         kwargs["address"] = address
+        _probe(address)
     try:
         ray.init(**kwargs)
     except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError by case
@@ -83,6 +84,24 @@ def connect(address: str | None) -> bool:
             "Ray locally"
         ) from None
     return True
+
+
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (``ray.init`` retries for minutes)."""
+    import socket
+
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return  # "auto" and the like: ray.init decides
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise RayUnavailable(
+            f"cannot reach the Ray cluster at {address!r} ({e.strerror or e}); check "
+            "--ray-address (auto, host:6379, ray://host:10001) or leave it out to run Ray "
+            "locally"
+        ) from None
 
 
 def _worker(params: Mapping[str, Any]) -> None:

@@ -70,6 +70,10 @@ def test_ray_workers_fill_one_study_that_the_optuna_backend_then_resumes(tmp_pat
         (["--backend", "ray", "--cpus-per-worker", "0"], "cpus per worker must be a number > 0"),
         (["--backend", "ray", "--gpus-per-worker", "-1"], "gpus per worker must be a number >= 0"),
         (["--backend", "spark"], "invalid choice: 'spark'"),
+        (
+            ["--backend", "ray", "--ray-address", "127.0.0.1:1"],
+            "cannot reach the Ray cluster at '127.0.0.1:1' (Connection refused)",
+        ),
     ],
 )
 def test_bad_backend_arguments_are_one_line_exit_2_and_write_nothing(tmp_path, args, message):
