@@ -30,8 +30,12 @@ Augmentation recipes (``augment=``): ``"cifar"`` is a random crop of the image p
 ``resolution // 8`` pixels (4 at 32) plus a horizontal flip; ``"imagenet"`` is a random resized
 crop (scale 0.08-1, aspect 3/4-4/3) plus a horizontal flip; ``None`` is the deterministic
 evaluation pipeline: resize so the shorter side is ``resolution / eval_crop`` and centre-crop
-``resolution`` (``eval_crop`` defaults to 0.875, i.e. 256 -> 224, for ``imagefolder`` and to 1 for
-the 32x32 datasets, whose evaluation images are used whole).
+``resolution``. The evaluation crop follows the training pipeline (:func:`default_eval_crop`):
+only the ``imagenet`` pipeline, whose random resized crops show the network zoomed-in objects,
+is evaluated ImageNet-style with ``eval_crop`` 0.875 (256 -> 224); with the ``cifar`` pipeline
+or none the whole image is evaluated at the training resolution (``eval_crop`` 1), exactly the
+geometry training saw. An image folder of 32x32 photographs trained with ``cifar`` augmentation
+is therefore validated on the unchanged images, not on a 16 % zoom of them.
 
 Nothing here downloads at import time, and torchvision is imported only when needed.
 """
@@ -61,6 +65,7 @@ __all__ = [
     "DatasetUnavailable",
     "InMemoryImages",
     "SyntheticImages",
+    "default_eval_crop",
     "default_resolution",
     "load_split",
     "make_loader",
@@ -191,6 +196,21 @@ def num_classes(spec: str | DatasetSpec) -> int:
     if spec.kind == "synthetic":
         return spec.classes or SYNTHETIC_DEFAULT_CLASSES
     return len(_class_folders(_train_root(Path(spec.path or ""))))
+
+
+def default_eval_crop(spec: str | DatasetSpec, train_augment: str | None) -> float:
+    """The evaluation centre crop that matches a training pipeline.
+
+    0.875 (resize the shorter side to ``resolution / 0.875``, keep the centre: 256 -> 224) for
+    an image folder trained with the ``imagenet`` pipeline, whose random resized crops teach
+    the network zoomed-in views; 1.0 (the whole image at the training resolution) for every
+    other case: the ``cifar`` pipeline pads and crops at full scale, and without augmentation
+    the training images are used whole.
+    """
+    if train_augment is not None and train_augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS} or None, got {train_augment!r}")
+    kind = parse_dataset(spec).kind
+    return 0.875 if kind == "imagefolder" and train_augment == "imagenet" else 1.0
 
 
 def default_resolution(spec: str | DatasetSpec) -> int:
@@ -852,8 +872,10 @@ def load_split(
         data_dir: where CIFAR is looked for and downloaded to (``--data-dir``).
         resolution: output size ``r``; ``None``: :func:`default_resolution`.
         augment: ``"cifar"``, ``"imagenet"`` or ``None`` (evaluation pipeline).
-        eval_crop: share kept by the evaluation centre crop; ``None``: 0.875 for
-            ``imagefolder``, 1 otherwise.
+        eval_crop: share kept by the evaluation centre crop; ``None``: the crop that matches
+            ``augment`` (:func:`default_eval_crop`: 0.875 for an image folder with the
+            ``imagenet`` pipeline, else 1). An evaluation split (``augment=None``) of a model
+            trained with ``imagenet`` augmentation must pass ``eval_crop`` explicitly.
         download: fetch CIFAR into ``data_dir`` when missing (``--no-download`` sets False).
         synthetic_size: images in a ``synthetic`` split; ``None``: 10,000 train / 2,000 test.
         seed: seed of the batched augmentation of in-memory data (CIFAR, synthetic); image
@@ -867,8 +889,8 @@ def load_split(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     r = default_resolution(spec) if resolution is None else resolution
-    crop = (0.875 if spec.kind == "imagefolder" else 1.0) if eval_crop is None else eval_crop
-    _check_pipeline(r, augment, crop)
+    _check_pipeline(r, augment, 1.0 if eval_crop is None else eval_crop)
+    crop = default_eval_crop(spec, augment) if eval_crop is None else eval_crop
     if spec.kind == "synthetic":
         if synthetic_size is not None:
             _check_int("synthetic_size", synthetic_size, 1, none_ok=True)

@@ -747,7 +747,10 @@ class _Run:
                 # Always a Subset: _set_epoch reseeds the augmentation through its .dataset.
                 train = Subset(train, _seeded_prefix(len(train), keep))
                 val = None
-            test = D.load_split(self.spec, "test", augment=None, **common)
+            # Evaluate the way training saw the images (ImageNet-style 0.875 crop only after
+            # the imagenet pipeline; the whole image after cifar augmentation or none).
+            crop = D.default_eval_crop(self.spec, augment)
+            test = D.load_split(self.spec, "test", augment=None, eval_crop=crop, **common)
         except D.DatasetUnavailable as e:
             raise _UserError(str(e)) from None
         except ValueError as e:

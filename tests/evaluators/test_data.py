@@ -21,6 +21,7 @@ from evaluators.data import (
     DatasetUnavailable,
     InMemoryImages,
     SyntheticImages,
+    default_eval_crop,
     default_resolution,
     load_split,
     make_loader,
@@ -542,6 +543,44 @@ def test_imagefolder_eval_pipeline_resizes_then_centre_crops(tmp_path):
     # Shorter side 8 -> 8 (= 4 / 0.5): no resampling, then the centre 4x4 of the 8x12 image.
     centre = written[Path(path)][2:6, 4:8].transpose(2, 0, 1)
     torch.testing.assert_close(ds[0][0], _normalise(centre, IMAGENET_MEAN, IMAGENET_STD))
+
+
+def test_imagefolder_validation_of_cifar_training_is_the_unchanged_image(tmp_path):
+    # 32x32 photographs trained with the cifar pipeline: validation must see exactly the images
+    # (only normalised), not the ImageNet-style 37 -> 32 centre crop, a 16 % zoom.
+    written = _write_folder(tmp_path, {"a": 6, "b": 6}, size=(32, 32))
+    train, val = proxy_split(
+        f"imagefolder:{tmp_path}", val_fraction=0.5, resolution=32, augment="cifar", seed=0
+    )
+    assert val.dataset.eval_crop == 1.0 and train.dataset.eval_crop == 1.0
+    for i in range(len(val)):
+        path, _ = val.dataset.samples[val.indices[i]]
+        x, _ = val[i]
+        reference = written[Path(path)].transpose(2, 0, 1)
+        torch.testing.assert_close(x, _normalise(reference, IMAGENET_MEAN, IMAGENET_STD))
+    # The test split of such a run, loaded for evaluation, is the whole image too.
+    test = load_split(f"imagefolder:{tmp_path}", "train", resolution=32)
+    path, _ = test.samples[0]
+    ref = written[Path(path)].transpose(2, 0, 1)
+    torch.testing.assert_close(test[0][0], _normalise(ref, IMAGENET_MEAN, IMAGENET_STD))
+
+
+def test_imagefolder_imagenet_pipeline_keeps_the_0875_evaluation_crop(tmp_path):
+    written = _write_folder(tmp_path, {"a": 2, "b": 2}, size=(16, 16))
+    assert default_eval_crop(f"imagefolder:{tmp_path}", "imagenet") == 0.875
+    assert default_eval_crop(f"imagefolder:{tmp_path}", "cifar") == 1.0
+    assert default_eval_crop(f"imagefolder:{tmp_path}", None) == 1.0
+    assert default_eval_crop("cifar10", "imagenet") == 1.0  # 32x32 datasets: always whole
+    with pytest.raises(ValueError, match="augment must be one of"):
+        default_eval_crop("cifar10", "autoaugment")
+    _, val = proxy_split(
+        f"imagefolder:{tmp_path}", val_fraction=0.5, resolution=14, augment="imagenet", seed=0
+    )
+    assert val.dataset.eval_crop == 0.875
+    # Shorter side 16 = round(14 / 0.875): no resampling, then the centre 14x14.
+    path, _ = val.dataset.samples[val.indices[0]]
+    centre = written[Path(path)][1:15, 1:15].transpose(2, 0, 1)
+    torch.testing.assert_close(val[0][0], _normalise(centre, IMAGENET_MEAN, IMAGENET_STD))
 
 
 # ----------------------------------------------------------------------------------- proxy

@@ -467,3 +467,32 @@ def test_cuda_run_uses_amp_and_channels_last(arch_file, tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["latency_ms"] > 0
     torch.load(out / "last.pt", weights_only=True)
+
+
+@pytest.mark.parametrize(("augment", "crop"), [("cifar", 1.0), ("none", 1.0), ("imagenet", 0.875)])
+def test_retrain_on_an_image_folder_evaluates_the_way_it_trained(tmp_path, augment, crop):
+    # The test split of an image-folder run is cropped like the training pipeline: whole
+    # images after cifar augmentation (or none), the ImageNet 0.875 centre crop after imagenet.
+    from PIL import Image
+
+    from nas.retrain import _Run, build_parser
+
+    for split, n in (("train", 8), ("test", 2)):
+        for c in ("a", "b"):
+            (tmp_path / "img" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (10 * i, 80, 160)).save(
+                    tmp_path / "img" / split / c / f"{i}.png"
+                )
+    arch = dict(ARCH, num_classes=2, resolution=32)
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(arch))
+    args = build_parser().parse_args(
+        [str(path), "--dataset", f"imagefolder:{tmp_path / 'img'}", "--augment", augment,
+         "--batch-size", "4", "--epochs", "1", "--out", str(tmp_path / "run")]
+    )
+    run = _Run(args)
+    run._prepare()
+    run._load_data()
+    assert run.test_set.eval_crop == crop
+    assert not (tmp_path / "run").exists()  # preparing writes nothing
