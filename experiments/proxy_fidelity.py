@@ -252,8 +252,10 @@ def _proxy_data(subset: int | None, resolution: int) -> tuple[Any, Any, list[int
     key = (subset, resolution)
     if key not in _DATA:
         spec = f"imagefolder:{MINI}"
+        # val_size: keep the whole validation part whatever the subset (1,165 images).
         train, val = D.proxy_split(spec, val_fraction=VAL_FRACTION, subset=subset,
-                                   resolution=resolution, augment="cifar", seed=0)
+                                   val_size=10**9, resolution=resolution, augment="cifar",
+                                   seed=0)
         # The search's old rule: validation = the subset's share of val_fraction 0.1.
         n_train = len(train)
         small = max(1, round(n_train * 0.1 / 0.9))
