@@ -735,7 +735,8 @@ def test_loader_pins_memory_for_cuda():
 
 def test_synthetic_augmentation_never_mirrors():
     # a mirror turns a grating of orientation theta into -theta, another class
-    from evaluators.data import InMemoryImages, SyntheticImages, _pad_crop_flip
+    from evaluators.data import InMemoryImages, SyntheticImages
+    from evaluators.data.augment import pad_crop_flip as _pad_crop_flip
 
     assert SyntheticImages.hflip is False and InMemoryImages.hflip is True
     ramp = torch.arange(16.0).expand(64, 3, 16, 16).contiguous()  # columns increase left to right
