@@ -36,6 +36,11 @@ augmentation for the proxy is none for ``synthetic`` and the CIFAR recipe (pad-c
 otherwise (``config.extra["augment"]`` overrides); the model is built from ``config.seed`` so
 equal architectures start from equal weights; latency is measured in float32 at the
 architecture's resolution (not the proxy resolution) on ``config.device``.
+
+:class:`EvalConfig` lives in :mod:`evaluators.config`, :class:`Metrics` and the objective
+names in :mod:`evaluators.metrics`, the state store in :mod:`evaluators.state_store`; they
+are re-exported here. This module is the top of ``evaluators``: it may import any of them
+(the heavy ones inside functions), and must not import ``nas``.
 """
 
 from __future__ import annotations
@@ -44,9 +49,12 @@ import collections
 import json
 import math
 import time
-from collections.abc import Iterator, MutableMapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import MutableMapping
 from typing import Any
+
+from evaluators.config import LATENCY_MODES, EvalConfig, validate_config
+from evaluators.metrics import OBJECTIVE_DIRECTIONS, OBJECTIVES, Metrics
+from evaluators.state_store import StateStore, StoredEvaluation
 
 __all__ = [
     "EvalConfig",
@@ -61,248 +69,6 @@ __all__ = [
     "get_evaluator",
     "validate_config",
 ]
-
-#: Objective names a search may use, and whether each is maximised or minimised.
-OBJECTIVES = ("accuracy", "flops", "params", "latency")
-OBJECTIVE_DIRECTIONS = {
-    "accuracy": "maximize",
-    "flops": "minimize",
-    "params": "minimize",
-    "latency": "minimize",
-}
-#: Values of ``EvalConfig.latency``.
-LATENCY_MODES = ("measure", "predict", "off")
-#: Keys of ``EvalConfig.extra`` the evaluator reads (others are kept, unused).
-EXTRA_KEYS = {
-    "augment": "proxy augmentation: 'cifar', 'imagenet' or None",
-    "max_steps_per_epoch": "cap on optimizer steps per proxy epoch (positive int)",
-    "max_val_batches": "cap on validation batches (positive int)",
-    "synthetic_size": "images generated for the synthetic dataset's train split",
-    "cpu_threads": "torch intra-op threads on CPU (positive int)",
-    "latency_cache_dir": "folder of the latency lookup-table cache",
-    "max_states": "architectures whose training state is kept for resuming (LRU)",
-}
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """How candidates are scored. Every field is JSON-serialisable (it is saved with a search)."""
-
-    dataset: str = "synthetic"
-    data_dir: str = "data"
-    download: bool = True
-    proxy_epochs: int = 2
-    proxy_subset: int | None = 2000
-    proxy_resolution: int | None = None
-    val_fraction: float = 0.1
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    linearconv_reg: bool = True
-    seed: int = 0
-    device: str = "cpu"
-    amp: bool = True
-    channels_last: bool = True
-    num_workers: int | None = None
-    latency: str = "measure"  # "measure", "predict" or "off"
-    latency_batch: int = 1
-    latency_repeats: int = 30
-    # With latency "measure" and a max_latency_ms: screen with the lookup-table prediction
-    # first and skip (infeasible, nothing built) a candidate predicted over the budget by more
-    # than this share; None measures every candidate. See experiments/results/latency_predictor.md
-    # for the predictor's error.
-    latency_screen: float | None = 0.25
-    zero_cost: str | None = None
-    max_flops: float | None = None
-    max_params: float | None = None
-    max_latency_ms: float | None = None
-    fidelities: tuple[int, ...] = ()  # proxy epochs per fidelity level, e.g. (1, 2)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["fidelities"] = list(self.fidelities)
-        return d
-
-
-@dataclass
-class Metrics:
-    """What one evaluation produced. ``None`` means "not measured" (e.g. skipped over budget).
-
-    ``feasible`` is False when any budget is broken (``violations`` then maps the budget name
-    to how far over it is, > 0); ``failure`` is a one-line reason when the evaluation failed
-    (non-finite loss, out of memory, an exception inside an op), in which case ``accuracy``
-    is None. ``fidelity`` is the number of proxy epochs actually trained (0: none).
-
-    Units: ``accuracy`` is validation top-1 as a fraction in [0, 1]; ``latency_ms`` the median
-    and ``latency_iqr_ms`` the interquartile range of timed forward passes; ``train_time_s``
-    the proxy training time spent on this architecture so far (all fidelity levels);
-    ``violations`` values are relative excesses (``value / budget - 1``).
-    """
-
-    arch_id: str
-    flops: int
-    params: int
-    inference_params: int
-    accuracy: float | None = None
-    latency_ms: float | None = None
-    latency_iqr_ms: float | None = None
-    latency_source: str | None = None  # "measured" or "predicted"
-    train_time_s: float = 0.0
-    zero_cost: float | None = None
-    fidelity: int = 0
-    feasible: bool = True
-    violations: dict[str, float] = field(default_factory=dict)
-    failure: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Metrics:
-        return cls(**d)
-
-
-# -- configuration checks -----------------------------------------------------------------
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def validate_config(config: EvalConfig) -> None:
-    """Raise ``ValueError`` naming the first bad field of ``config`` and what is allowed.
-
-    Checks types and ranges, the dataset string, the device (CUDA must be present when asked
-    for) and combinations (a latency budget needs latency). Reads no data.
-    """
-    from evaluators.data import parse_dataset
-    from evaluators.proxy import OPTIMIZERS, SCHEDULES, resolve_device
-    from evaluators.zero_cost import ZERO_COST_NAMES
-
-    c = config
-    if not isinstance(c, EvalConfig):
-        raise ValueError(f"config must be an EvalConfig, got {type(c).__name__}")
-    parse_dataset(c.dataset)
-
-    def positive_int(name: str, none_ok: bool = False, low: int = 1) -> None:
-        v = getattr(c, name)
-        if v is None and none_ok:
-            return
-        if not _is_int(v) or v < low:
-            rule = f"an integer >= {low}" + (" or None" if none_ok else "")
-            raise ValueError(f"{name} must be {rule}, got {v!r}")
-
-    positive_int("proxy_epochs")
-    positive_int("proxy_subset", none_ok=True, low=2)
-    positive_int("proxy_resolution", none_ok=True, low=4)
-    positive_int("batch_size")
-    positive_int("latency_batch")
-    positive_int("latency_repeats")
-    positive_int("num_workers", none_ok=True, low=0)
-    if not _is_int(c.seed) or c.seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {c.seed!r}")
-    if not _is_num(c.val_fraction) or not 0 < c.val_fraction < 1:
-        raise ValueError(f"val_fraction must be a number in (0, 1), got {c.val_fraction!r}")
-    if c.optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {c.optimizer!r}")
-    if c.schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {c.schedule!r}")
-    if not _is_num(c.lr) or c.lr <= 0:
-        raise ValueError(f"lr must be a number > 0, got {c.lr!r}")
-    for name in ("momentum", "weight_decay"):
-        v = getattr(c, name)
-        if not _is_num(v) or v < 0:
-            raise ValueError(f"{name} must be a number >= 0, got {v!r}")
-    for name in ("download", "linearconv_reg", "amp", "channels_last"):
-        if not isinstance(getattr(c, name), bool):
-            raise ValueError(f"{name} must be True or False, got {getattr(c, name)!r}")
-    resolve_device(c.device)
-    if c.latency not in LATENCY_MODES:
-        raise ValueError(f"latency must be one of {', '.join(LATENCY_MODES)}, got {c.latency!r}")
-    if c.zero_cost is not None and c.zero_cost not in ZERO_COST_NAMES:
-        raise ValueError(
-            f"zero_cost must be None or one of {', '.join(ZERO_COST_NAMES)}, got {c.zero_cost!r}"
-        )
-    for name in ("max_flops", "max_params", "max_latency_ms"):
-        v = getattr(c, name)
-        if v is not None and (not _is_num(v) or v <= 0):
-            raise ValueError(f"{name} must be a number > 0 or None, got {v!r}")
-    if c.latency_screen is not None and (not _is_num(c.latency_screen) or c.latency_screen < 0):
-        raise ValueError(f"latency_screen must be a number >= 0 or None, got {c.latency_screen!r}")
-    if c.max_latency_ms is not None and c.latency == "off":
-        raise ValueError("max_latency_ms needs latency 'measure' or 'predict', got latency 'off'")
-    fids = tuple(c.fidelities)
-    if any(not _is_int(f) or f < 1 for f in fids) or list(fids) != sorted(set(fids)):
-        raise ValueError(
-            f"fidelities must be strictly increasing positive epoch counts, got {list(fids)!r}"
-        )
-    if not isinstance(c.extra, dict):
-        raise ValueError(f"extra must be a dict, got {type(c.extra).__name__}")
-    for name in (
-        "max_steps_per_epoch",
-        "max_val_batches",
-        "synthetic_size",
-        "cpu_threads",
-        "max_states",
-    ):
-        v = c.extra.get(name)
-        if v is not None and (not _is_int(v) or v < 1):
-            raise ValueError(f"extra[{name!r}] must be a positive integer, got {v!r}")
-    aug = c.extra.get("augment")
-    if aug is not None and aug not in ("cifar", "imagenet"):
-        raise ValueError(f"extra['augment'] must be 'cifar', 'imagenet' or None, got {aug!r}")
-
-
-# -- the state store ----------------------------------------------------------------------
-@dataclass
-class StoredEvaluation:
-    """What the store keeps per architecture: its latest metrics and its training state."""
-
-    metrics: Metrics
-    state: Any = None  # evaluators.proxy.TrainState, or None before any training
-
-
-class StateStore(MutableMapping):
-    """An in-memory LRU mapping ``arch_id -> StoredEvaluation`` holding at most ``max_entries``.
-
-    It lives in the worker process that trains: states are CPU copies of the weights and the
-    optimizer state (about 3x the parameter bytes with SGD momentum: 3 MB for ResNet-20,
-    300 MB for ResNet-50), which is what bounds ``max_entries``.
-    """
-
-    def __init__(self, max_entries: int = 16) -> None:
-        if not _is_int(max_entries) or max_entries < 1:
-            raise ValueError(f"max_entries must be a positive integer, got {max_entries!r}")
-        self.max_entries = max_entries
-        self._items: collections.OrderedDict[str, StoredEvaluation] = collections.OrderedDict()
-
-    def __getitem__(self, key: str) -> StoredEvaluation:
-        item = self._items[key]
-        self._items.move_to_end(key)
-        return item
-
-    def __setitem__(self, key: str, value: StoredEvaluation) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
-
-    def __delitem__(self, key: str) -> None:
-        del self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 # -- the evaluator ------------------------------------------------------------------------
 _THREADS_CONFIGURED = False
@@ -325,7 +91,7 @@ class Evaluator:
         self, config: EvalConfig, *, state_store: MutableMapping[str, Any] | None = None
     ) -> None:
         validate_config(config)
-        from evaluators.proxy import configure_cpu_threads, resolve_device
+        from evaluators.runtime import configure_cpu_threads, resolve_device
 
         self.config = config
         self.device = resolve_device(config.device)
@@ -482,7 +248,7 @@ class Evaluator:
         t_start = time.perf_counter()
         c = self.config
         target = c.proxy_epochs if fidelity is None else fidelity
-        if not _is_int(target) or target < 0:
+        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
             raise ValueError(f"fidelity must be a non-negative integer or None, got {fidelity!r}")
         store = self.state_store if state_store is None else state_store
         horizon = max(self.horizon, target)
@@ -614,7 +380,7 @@ class Evaluator:
         return True
 
     def _predict_latency(self, arch: Any, m: Metrics) -> str | None:
-        from evaluators.proxy import describe_failure, release_cuda_memory
+        from evaluators.runtime import describe_failure, release_cuda_memory
 
         try:
             table = self._latency_table(arch)
@@ -629,7 +395,7 @@ class Evaluator:
 
     def _measure_latency(self, arch: Any, model: Any, m: Metrics) -> str | None:
         from evaluators.latency import measure_latency
-        from evaluators.proxy import describe_failure, release_cuda_memory
+        from evaluators.runtime import describe_failure, release_cuda_memory
 
         c = self.config
         failure: str | None
@@ -665,7 +431,7 @@ class Evaluator:
     def _build(self, arch: Any) -> tuple[str | None, Any]:
         import torch
 
-        from evaluators.proxy import describe_failure, release_cuda_memory
+        from evaluators.runtime import describe_failure, release_cuda_memory
         from search_spaces.arch import build_model
 
         try:
@@ -682,7 +448,7 @@ class Evaluator:
     def _zero_cost(self, arch: Any, model: Any, m: Metrics) -> str | None:
         import torch
 
-        from evaluators.proxy import describe_failure, release_cuda_memory
+        from evaluators.runtime import describe_failure, release_cuda_memory
         from evaluators.zero_cost import zero_cost_score
 
         name = self.config.zero_cost

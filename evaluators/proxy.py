@@ -36,23 +36,43 @@ Choices the issue leaves open, made here:
 * Weight decay applies to every parameter (as torchvision's reference recipe does by default).
 * Accuracy is a fraction in [0, 1] (top-1 over the whole validation loader, or its first
   ``max_val_batches`` batches).
+
+The optimizers, schedules and LinearConv's regulariser live in :mod:`evaluators.optimizer`,
+the device, AMP, thread and fault helpers in :mod:`evaluators.runtime` (both re-exported
+here), the result and state records in :mod:`evaluators.proxy_result`. This module must not
+import :mod:`evaluators.objectives` (which calls it), the data sets, or ``nas``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
-import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torch.utils.data
 from torch import Tensor, nn
+
+from evaluators.optimizer import (
+    OPTIMIZERS,
+    SCHEDULES,
+    linearconv_reg_fn,
+    lr_factor,
+    make_optimizer,
+    make_scaler,
+)
+from evaluators.proxy_result import ProxyResult, TrainState
+from evaluators.runtime import (
+    AMP_CHOICES,
+    configure_cpu_threads,
+    describe_failure,
+    release_cuda_memory,
+    resolve_amp_dtype,
+    resolve_device,
+)
 
 __all__ = [
     "AMP_CHOICES",
@@ -69,173 +89,8 @@ __all__ = [
     "train_proxy",
 ]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "linear", "step", "constant")
-AMP_CHOICES = (True, False, "bf16", "fp16", "off")
-
-#: The paper's settings (Section 4: "added to the target loss once every 10 batches, with a
-#: regularization strength of λ = 10^-2"); used when linearconv.py does not define its own.
-_PAPER_REG_LAMBDA = 1e-2
-_PAPER_REG_EVERY = 10
-
-_OOM_ERRORS: tuple[type[BaseException], ...] = (
-    getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
-)
-
-
-@dataclass
-class ProxyResult:
-    """What one :func:`train_proxy` call produced.
-
-    ``accuracy`` is validation top-1 as a fraction in [0, 1] (None on failure).
-    ``train_time_s`` is the wall time of this call's training steps (validation excluded) and
-    ``total_train_time_s`` that of all calls that led to this state; ``epochs_done`` counts
-    epochs trained so far in total, ``images_per_s`` this call's training throughput.
-    ``failure`` is a one-line reason when the call failed, else None.
-    """
-
-    accuracy: float | None
-    train_time_s: float
-    epochs_done: int
-    images_per_s: float | None
-    failure: str | None = None
-    total_train_time_s: float = 0.0
-    val_time_s: float = 0.0
-    train_loss: float | None = None
-    val_loss: float | None = None
-    steps_done: int = 0
-    amp_dtype: str | None = None
-    resumed_from_epoch: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-
-@dataclass
-class TrainState:
-    """Everything needed to continue a proxy training run, held as CPU copies.
-
-    The state is independent of the model object: :func:`train_proxy` loads it into whatever
-    freshly built model of the same architecture it is given. ``settings`` records the
-    hyperparameters a resumed call must match (a different optimizer or schedule horizon would
-    silently give a different run). It lives in memory; its size is :meth:`nbytes`.
-    """
-
-    model_state: dict[str, Tensor]
-    optimizer_state: dict[str, Any]
-    scaler_state: dict[str, Any] | None
-    epochs_done: int
-    steps_done: int
-    total_epochs: int
-    steps_per_epoch: int
-    settings: dict[str, Any]
-    total_train_time_s: float
-    result: ProxyResult | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def nbytes(self) -> int:
-        """Approximate memory held by the stored tensors."""
-        n = sum(t.numel() * t.element_size() for t in self.model_state.values())
-        for s in self.optimizer_state.get("state", {}).values():
-            n += sum(v.numel() * v.element_size() for v in s.values() if isinstance(v, Tensor))
-        return n
-
 
 # -- small helpers ------------------------------------------------------------------------
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Parse ``cpu``/``cuda``/``cuda:N``; raise ``ValueError`` when CUDA is asked for but absent."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device is {device!r} but CUDA is not available; use 'cpu'")
-        index = torch.cuda.current_device() if dev.index is None else dev.index
-        if index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device!r} does not exist; {torch.cuda.device_count()} GPU(s) visible"
-            )
-        dev = torch.device("cuda", index)
-    return dev
-
-
-def resolve_amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` on ``device``: None on CPU or when AMP is off.
-
-    ``True`` picks bfloat16 where the GPU supports it, else float16.
-    """
-    if amp not in AMP_CHOICES or isinstance(amp, int) and not isinstance(amp, bool):
-        raise ValueError(f"amp must be one of True, False, 'bf16', 'fp16', 'off', got {amp!r}")
-    if device.type != "cuda" or amp is False or amp == "off":
-        return None
-    if amp == "fp16":
-        return torch.float16
-    if amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-def lr_factor(schedule: str, step: int, total_steps: int) -> float:
-    """Multiplier of the base learning rate at optimizer step ``step`` (0-based) of ``total_steps``.
-
-    ``cosine``: 0.5·(1 + cos(π·t/T)); ``linear``: 1 − t/T; ``step``: ×0.1 at 50 % and again at
-    75 % of the steps; ``constant``: 1.
-    """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    t = min(max(step, 0), total_steps) / max(total_steps, 1)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * t))
-    if schedule == "linear":
-        return 1.0 - t
-    if schedule == "step":
-        return 0.1 ** ((t >= 0.5) + (t >= 0.75))
-    return 1.0
-
-
-def configure_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op thread count for CPU training and return it.
-
-    With ``threads`` given, use it. Otherwise, when the user has not chosen one through
-    ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS``, use the CPUs this process may run on (its
-    affinity mask, which respects container CPU sets) but never more than torch's default
-    (one per physical core: hyper-threads slow convolutions down). Called once per process
-    by the evaluator; the choice is global to the process, as torch's setting is.
-    """
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        torch.set_num_threads(threads)
-        return threads
-    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
-        return torch.get_num_threads()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 1
-    n = max(1, min(usable, torch.get_num_threads()))
-    torch.set_num_threads(n)
-    return n
-
-
-def _linearconv_reg_fn() -> tuple[Any, type | None, float, int]:
-    """LinearConv's regulariser, module type and paper defaults (None when not installed)."""
-    try:
-        from search_spaces.ops import linearconv as lc
-    except ImportError:
-        return None, None, _PAPER_REG_LAMBDA, _PAPER_REG_EVERY
-    return (
-        getattr(lc, "linearconv_regularization", None),
-        getattr(lc, "LinearConv2d", None),
-        float(getattr(lc, "REG_LAMBDA_DEFAULT", _PAPER_REG_LAMBDA)),
-        int(getattr(lc, "REG_EVERY_DEFAULT", _PAPER_REG_EVERY)),
-    )
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     # A fixed odd multiplier keeps (seed, epoch) pairs apart for any realistic seed range.
     return (seed * 1_000_003 + epoch * 7_919 + 1) % (2**63 - 1)
@@ -271,29 +126,6 @@ def _reseed_loader(loader: Iterable, seed: int) -> None:
         ds._gen, ds._gen_owner = None, None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else "(no message)"
-
-
-def describe_failure(exc: BaseException, phase: str) -> str:
-    """One line for a fault: ``"out of memory in forward: ..."`` or ``"<Type> in <phase>: ..."``."""
-    if isinstance(exc, _OOM_ERRORS) or "can't allocate memory" in str(exc):
-        return f"out of memory in {phase}: {_first_line(exc)}"
-    return f"{type(exc).__name__} in {phase}: {_first_line(exc)}"
-
-
-def release_cuda_memory() -> None:
-    """Collect garbage and return cached CUDA blocks to the driver (after a fault).
-
-    Call it outside the ``except`` block: the exception's traceback keeps the failed pass's
-    tensors alive until the block ends.
-    """
-    gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-
-
 def _release_memory(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
     """Drop gradients and cached CUDA blocks after a failure so the next candidate has room."""
     if optimizer is not None:
@@ -301,35 +133,6 @@ def _release_memory(model: nn.Module, optimizer: torch.optim.Optimizer | None) -
     for p in model.parameters():
         p.grad = None
     release_cuda_memory()
-
-
-def _make_optimizer(
-    model: nn.Module,
-    name: str,
-    *,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    nesterov: bool,
-) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            nesterov=nesterov and momentum > 0,
-        )
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
-def _make_scaler(enabled: bool) -> Any:
-    if hasattr(torch.amp, "GradScaler"):
-        return torch.amp.GradScaler("cuda", enabled=enabled)
-    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3
 
 
 def _cpu_copy(obj: Any) -> Any:
@@ -464,7 +267,7 @@ def train_proxy(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     amp_dtype = resolve_amp_dtype(amp, dev)
-    reg_fn, reg_type, default_lambda, default_every = _linearconv_reg_fn()
+    reg_fn, reg_type, default_lambda, default_every = linearconv_reg_fn()
     reg_lambda = default_lambda if reg_lambda is None else reg_lambda
     reg_every = default_every if reg_every is None else reg_every
     _check_nonneg_float("reg_lambda", reg_lambda)
@@ -573,7 +376,7 @@ def _run(
         model.to(dev)
         if use_cl:
             model.to(memory_format=torch.channels_last)
-        opt = _make_optimizer(
+        opt = make_optimizer(
             model,
             settings["optimizer"],
             lr=settings["lr"],
@@ -581,7 +384,7 @@ def _run(
             weight_decay=settings["weight_decay"],
             nesterov=settings["nesterov"],
         )
-        scaler = _make_scaler(amp_dtype == torch.float16)
+        scaler = make_scaler(amp_dtype == torch.float16)
         if state is not None:
             model.load_state_dict(state.model_state)
             opt.load_state_dict(state.optimizer_state)

@@ -699,7 +699,7 @@ class _Run:
         self.per_rank_batch = self.recipe.batch_size // self.world
 
         # Device.
-        from evaluators.proxy import resolve_amp_dtype, resolve_device
+        from evaluators.runtime import resolve_amp_dtype, resolve_device
 
         dev = a.device
         if dev == "auto":

@@ -245,7 +245,7 @@ def _resolve_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    from evaluators.proxy import resolve_device
+    from evaluators.runtime import resolve_device
 
     resolve_device(device)  # raises ValueError naming the device
     return device
