@@ -44,6 +44,7 @@ __all__ = [
     "OpSpec",
     "build_model",
     "load_architecture",
+    "parse_number",
 ]
 
 ARCH_FORMAT = "convnas.arch/1"
@@ -142,7 +143,7 @@ class OpSpec:
                 k, eq, v = item.partition("=")
                 if not eq:
                     raise ValueError(f"malformed parameter {item!r} in {label!r}: expected k=v")
-                hp[_LABEL_KEYS.get(k.strip(), k.strip())] = _parse_number(v.strip(), label)
+                hp[_LABEL_KEYS.get(k.strip(), k.strip())] = parse_number(v.strip(), label)
         return cls.make(op, **hp)
 
 
@@ -150,7 +151,12 @@ def _fmt(v: Any) -> str:
     return repr(v) if isinstance(v, float) else str(v)
 
 
-def _parse_number(text: str, where: str) -> Any:
+def parse_number(text: str, where: str) -> Any:
+    """A hyperparameter value of a readable label: ``2`` -> 2, ``0.5`` -> 0.5, ``full`` -> None.
+
+    Shared with :mod:`search_spaces.space`, whose operator menus use the same spelling;
+    ``where`` (the label) is named in the ``ValueError`` for anything else.
+    """
     if text in ("full", "null", "None"):
         return None
     try:

@@ -21,7 +21,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from search_spaces.arch import Architecture, OpSpec, _parse_number
+from search_spaces.arch import Architecture, OpSpec, parse_number
 from search_spaces.ops import OPS
 from search_spaces.slots import Slot, slots_for
 
@@ -81,7 +81,7 @@ def parse_menu(text: str) -> tuple[OpSpec, ...]:
                     raise ValueError(
                         f"bad parameter {item!r} for {name.strip()}; allowed: {allowed}"
                     )
-                grid[key] = tuple(_parse_number(x.strip(), raw) for x in v.split("|"))
+                grid[key] = tuple(parse_number(x.strip(), raw) for x in v.split("|"))
         try:
             entry_specs = _grid_specs(op, grid)
         except ValueError as e:  # an out-of-range value: say which menu entry it came from
