@@ -24,6 +24,9 @@ repeated architecture appears once (its first trial). The hypervolume is Optuna'
 normalised objectives: accuracy as is (reference 0), FLOPs and params divided by their budget
 (or, without one, by the most expensive architecture of the space), latency by its budget (or
 by 1.1 x the slowest feasible trial), each with reference 1; it lies in [0, 1].
+
+Imports :mod:`nas.storage`, :mod:`nas.naming` and, when called, :mod:`nas.backends` (to read
+the study); must not import :mod:`nas.search` or :mod:`nas.runner`, which call it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from nas.naming import study_folder
+from nas.storage import DEFAULT_STORAGE, describe_storage, storage_file
 
 __all__ = ["build_parser", "cli", "export_study", "main", "pareto_members"]
 
@@ -82,10 +88,10 @@ def pareto_members(
 ) -> tuple[list[dict[str, Any]], float | None]:
     """The feasible Pareto-optimal members (one per architecture) and the hypervolume.
 
-    ``rows`` are :class:`nas.backends.optuna_backend.TrialRow`; ``info`` the study description
-    from :func:`nas.backends.optuna_backend.load_rows`.
+    ``rows`` are :class:`nas.records.TrialRow`; ``info`` the study description from
+    :func:`nas.backends.results.load_rows`.
     """
-    from nas.backends.optuna_backend import hypervolume
+    from nas.backends.results import hypervolume
 
     objectives = list(info["objectives"])
     seen: set[str] = set()
@@ -204,7 +210,7 @@ def export_study(storage: str, study: str, out_dir: str | os.PathLike) -> Path:
 
     Raises ``ValueError`` when the storage or the study does not exist.
     """
-    from nas.backends.optuna_backend import load_rows
+    from nas.backends.results import load_rows
     from search_spaces.arch import Architecture
 
     rows, info = load_rows(storage, study)
@@ -263,8 +269,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas.search import DEFAULT_STORAGE
-
     p = _Parser(
         prog="python -m nas.export",
         description="Export the feasible Pareto-optimal architectures of a stored study.",
@@ -284,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from nas.backends.optuna_backend import describe_storage, list_studies, storage_file
+    from nas.backends.optuna_storage import list_studies
 
     try:
         describe_storage(args.storage)
@@ -301,12 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "pass --study NAME"
                 )
             study = names[0]
-        from nas.search import _slug_study
-
-        out = Path(args.out) if args.out else Path("runs") / _slug_study(study)
+        out = Path(args.out) if args.out else Path("runs") / study_folder(study)
         if out.exists() and not out.is_dir():
             raise ValueError(f"out {str(out)!r} exists and is not a folder")
-        from nas.backends.optuna_backend import load_rows
+        from nas.backends.results import load_rows
 
         load_rows(args.storage, study)  # raises for an unknown study, before writing
     except ValueError as e:

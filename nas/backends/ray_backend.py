@@ -20,6 +20,10 @@ Storage: every worker must reach the study. On one machine the default SQLite fi
 journal file) works; on a cluster use a database URL every node can reach (PostgreSQL, MySQL)
 or a journal file on a shared file system. Relative paths are made absolute before they are
 sent to the workers, since Ray runs them in other directories.
+
+Imports ray (inside its functions, so that importing it is cheap); must not import
+:mod:`nas.search`, :mod:`nas.runner` or anything else that drives it: what a worker runs
+arrives as an argument.
 """
 
 from __future__ import annotations
@@ -104,18 +108,17 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
-def _worker(params: Mapping[str, Any]) -> None:
-    """One Tune trial: a ConvNAS search worker on the shared study."""
+def _worker(params: Mapping[str, Any], entry: Callable[[dict[str, Any]], Any]) -> None:
+    """One Tune trial: ``entry(config)``, a ConvNAS search worker on the shared study."""
     from ray import tune
 
-    from nas.search import run_worker
-
-    tune.report(run_worker(dict(params["config"])))
+    tune.report(entry(dict(params["config"])))
 
 
 def run_workers(
     worker_config: Mapping[str, Any],
     *,
+    entry: Callable[[dict[str, Any]], Any],
     n_workers: int,
     address: str | None,
     cpus_per_worker: float,
@@ -128,9 +131,13 @@ def run_workers(
 ) -> list[str]:
     """Run ``n_workers`` search workers as Ray Tune trials and wait for them.
 
-    ``worker_config`` is a :class:`nas.search.SearchConfig` as a dict (what each worker
-    runs). ``address`` ``None`` starts a local Ray instance for the run (and stops it after);
-    otherwise it is passed to ``ray.init`` (``auto``, ``ray://host:10001``, ...).
+    ``worker_config`` is a :class:`nas.config.SearchConfig` as a dict and ``entry`` the
+    function each worker calls with it (:func:`nas.runner.run_worker`: this module is handed
+    the worker's entry point by its caller rather than importing it, so the search imports
+    the backend and never the other way round; it reaches the workers through Ray's object
+    store, :func:`ray.tune.with_parameters`). ``address`` ``None`` starts a local Ray
+    instance for the run (and stops it after); otherwise it is passed to ``ray.init``
+    (``auto``, ``ray://host:10001``, ...).
     ``gpus_per_worker`` ``None`` means 1 when the cluster has a GPU and the config's device is
     not ``cpu``, else 0. Tune's own
     files go to ``results_dir/name``. ``poll()`` is called every ``poll_s`` seconds while
@@ -157,7 +164,10 @@ def run_workers(
         if gpus_per_worker is None:
             has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
             gpus_per_worker = 1.0 if has_gpu and worker_config.get("device") != "cpu" else 0.0
-        trainable = tune.with_resources(_worker, {"cpu": cpus_per_worker, "gpu": gpus_per_worker})
+        trainable = tune.with_resources(
+            tune.with_parameters(_worker, entry=entry),
+            {"cpu": cpus_per_worker, "gpu": gpus_per_worker},
+        )
         tuner = tune.Tuner(
             trainable,
             param_space={

@@ -17,7 +17,9 @@ from nas.backends.optuna_backend import (
     describe_storage,
     hypervolume,
 )
-from nas.search import _default_study_name, _parse_fidelities, run_search
+from nas.halving import parse_fidelities as _parse_fidelities
+from nas.naming import default_study_name as _default_study_name
+from nas.search import run_search
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # for experiments.surrogate

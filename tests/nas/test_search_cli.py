@@ -184,7 +184,8 @@ def test_a_small_search_through_main_prints_progress_summary_and_dashboard(
 def test_resnet50_budget_inside_the_range_for_all_slots_and_refused_for_spatial(
     tmp_path, monkeypatch, capsys
 ):
-    from nas.search import SearchConfig, _prepare
+    from nas.plan import prepare as _prepare
+    from nas.search import SearchConfig
 
     monkeypatch.chdir(tmp_path)
     cfg = SearchConfig(max_flops=2_000_000_000, evaluator="experiments.surrogate:evaluate")

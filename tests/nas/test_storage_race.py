@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _OPEN = """
 import pathlib, sys, time
 import optuna
-import nas.backends.optuna_backend as b
+import nas.backends.optuna_storage as b
 barrier, url, name, n, attempts = sys.argv[1:6]
 real = b._open_rdb
 b._open_rdb = lambda u, kw: real(u, kw, attempts=int(attempts))

@@ -1,0 +1,354 @@
+"""The Optuna search engine: one study driven with the ask-and-tell interface.
+
+:class:`OptunaSearch` runs the loop: it creates or joins the study (atomically: of several
+workers started at once, exactly one creates it), fails trials whose worker died
+(:mod:`nas.backends.heartbeat`), seeds a new study with budget-fitting architectures
+(:mod:`nas.backends.warm_start`), then asks the sampler for an architecture, evaluates it
+(:mod:`nas.backends.trial`: reuse, price, fidelity ladder, record) and reports each outcome,
+until the study holds the requested number of complete trials.
+
+The space is flat: one ``CategoricalDistribution`` per slot whose choices are readable labels
+(``conv``, ``scconv(a=0.5,r=2,g=2)``, ``oct(a=0.25)``, ...), passed to ``study.ask`` as fixed
+distributions, so TPE and NSGA-II model every choice. Objective values carry metric names
+(``study.set_metric_names``); the study's user attributes hold the settings, objectives,
+budgets and constraint names.
+
+This is the top of :mod:`nas.backends`' Optuna side: it imports optuna, ``evaluators.metrics``,
+``search_spaces``, :mod:`nas.budgets`, :mod:`nas.halving`, :mod:`nas.records` and the other
+:mod:`nas.backends` modules; it must not import :mod:`nas.search` or anything else that
+drives it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from evaluators.metrics import OBJECTIVE_DIRECTIONS, OBJECTIVES
+from nas.backends.constraints import is_feasible
+from nas.backends.heartbeat import (
+    HEARTBEAT_KEY,
+    OWNER_KEY,
+    Heartbeat,
+    fail_interrupted,
+    process_start,
+)
+from nas.backends.optuna_storage import open_storage
+from nas.backends.results import METRIC_NAMES, rows_of
+from nas.backends.samplers import SAMPLERS, make_sampler
+from nas.backends.trial import Evaluate, TrialRunner, fail_trial
+from nas.backends.warm_start import enqueue_warm_start, feasible_random
+from nas.budgets import Budgets
+from nas.halving import FidelityLadder
+from nas.records import RunSummary, StudyInfo, TrialOutcome, TrialRow
+from search_spaces.arch import Architecture
+
+__all__ = ["OptunaSearch"]
+
+
+def _directions(objectives: Sequence[str]) -> list[str]:
+    return [OBJECTIVE_DIRECTIONS[o] for o in objectives]
+
+
+class OptunaSearch:
+    """One study: propose, price, reuse, evaluate on the fidelity ladder, record.
+
+    Args:
+        choices: slot path -> choice labels (``SearchSpace.choices``).
+        to_architecture: labels -> :class:`Architecture` (``SearchSpace.to_architecture``).
+        cost_of_labels: labels -> an object with ``flops``, ``params``, ``inference_params``
+            (``CostModel.cost_of_labels``).
+        evaluate: ``(arch, epochs) -> Metrics``; trains to ``epochs`` proxy epochs (resuming
+            from a cheaper call on the same architecture when it can) and checks the latency
+            budget before training.
+        objectives: names from ``OBJECTIVES``, in the order of the study's values.
+        budgets: :class:`Budgets`.
+        ladder: :class:`FidelityLadder` (one rung: no early stopping).
+        sampler: ``tpe``, ``nsga2`` or ``random``.
+        seed: the sampler's seed; each run derives its own from it and the trial count, so a
+            resumed run does not repeat the first run's proposals.
+        storage: storage string (see :func:`nas.storage.describe_storage`).
+        study_name: the study to create or resume.
+        settings: JSON-able dict recorded as the study's ``convnas`` user attribute.
+        proxy: JSON-able proxy settings recorded on every trial.
+        warm_start: how many budget-fitting random architectures to enqueue when a new study
+            has a FLOPs or params budget (see :meth:`feasible_random`).
+        heartbeat_s, stale_after_s: see :mod:`nas.backends.heartbeat`.
+    """
+
+    def __init__(
+        self,
+        *,
+        choices: Mapping[str, Sequence[str]],
+        to_architecture: Callable[[Mapping[str, str]], Architecture],
+        cost_of_labels: Callable[[Mapping[str, str]], Any],
+        evaluate: Evaluate,
+        objectives: Sequence[str],
+        budgets: Budgets,
+        ladder: FidelityLadder,
+        sampler: str = "tpe",
+        seed: int = 0,
+        storage: str,
+        study_name: str,
+        settings: Mapping[str, Any] | None = None,
+        proxy: Mapping[str, Any] | None = None,
+        heartbeat_s: float = 20.0,
+        stale_after_s: float = 300.0,
+        warm_start: int = 10,
+    ) -> None:
+        if not objectives:
+            raise ValueError("objectives must name at least one of " + ", ".join(OBJECTIVES))
+        bad = [o for o in objectives if o not in OBJECTIVES]
+        if bad:
+            raise ValueError(f"objective {bad[0]!r} is not one of {', '.join(OBJECTIVES)}")
+        if len(set(objectives)) != len(objectives):
+            raise ValueError(f"objectives must not repeat, got {list(objectives)}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        self.choices = {p: tuple(c) for p, c in choices.items()}
+        self.distributions = {p: CategoricalDistribution(c) for p, c in self.choices.items()}
+        self._to_arch, self._cost, self._evaluate = to_architecture, cost_of_labels, evaluate
+        self.objectives = tuple(objectives)
+        self.directions = _directions(self.objectives)
+        self.budgets, self.ladder = budgets, ladder
+        self.sampler_name, self.seed = sampler, seed
+        self.storage_string, self.study_name = storage, study_name
+        self.settings = dict(settings or {})
+        self.proxy = dict(proxy or {})
+        self.heartbeat_s, self.stale_after_s = heartbeat_s, stale_after_s
+        self.warm_start = warm_start
+        self._host = socket.gethostname()
+        self._pid = os.getpid()
+        self._start = process_start(self._pid)
+        self.study: optuna.Study | None = None
+        self._joined = False
+        self._trials: TrialRunner | None = None
+
+    # -- study --------------------------------------------------------------------------
+    def open(self) -> StudyInfo:
+        """Create or load the study, fail interrupted trials, and report where it stands."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(self.storage_string)
+        # Creating is atomic in the storage: of several workers started at once, exactly one
+        # creates the study (and sets it up); the others get DuplicatedStudyError and join.
+        existed = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                study = optuna.create_study(
+                    storage=storage, study_name=self.study_name, directions=self.directions
+                )
+            except optuna.exceptions.DuplicatedStudyError:
+                existed = True
+                study = optuna.load_study(storage=storage, study_name=self.study_name)
+        if existed:
+            have = [d.name.lower() for d in study.directions]
+            if have != self.directions or study.metric_names not in (
+                None,
+                [METRIC_NAMES[o] for o in self.objectives],
+            ):
+                raise ValueError(
+                    f"study {self.study_name!r} optimises {study.metric_names or have}, not "
+                    f"{[METRIC_NAMES[o] for o in self.objectives]}; pick another --study name"
+                )
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([METRIC_NAMES[o] for o in self.objectives])
+            study.set_user_attr("convnas", self.settings)
+            study.set_user_attr("objectives", list(self.objectives))
+            study.set_user_attr("constraint_names", list(self.budgets.names))
+            study.set_user_attr("budgets", {n: self.budgets.limit(n) for n in self.budgets.names})
+            enqueue_warm_start(
+                study,
+                self.warm_start,
+                seed=self.seed,
+                choices=self.choices,
+                cost_of_labels=self._cost,
+                budgets=self.budgets,
+            )
+        self.study = study
+        self._joined = existed
+        self._trials = TrialRunner(
+            study=study,
+            choices=self.choices,
+            to_architecture=self._to_arch,
+            cost_of_labels=self._cost,
+            evaluate=self._evaluate,
+            objectives=self.objectives,
+            budgets=self.budgets,
+            ladder=self.ladder,
+            proxy=self.proxy,
+            fail_interrupted=self.fail_interrupted,
+        )
+        n_interrupted = self.fail_interrupted()
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        return StudyInfo(
+            name=self.study_name,
+            storage=self.storage_string,
+            resumed=existed,
+            n_complete=len(complete),
+            n_feasible=sum(is_feasible(t) for t in complete),
+            n_failed=sum(t.state == TrialState.FAIL for t in trials),
+            n_interrupted_now=n_interrupted,
+        )
+
+    def feasible_random(self, rng: random.Random) -> dict[str, str]:
+        """A random architecture repaired to fit the FLOPs/params budgets (labels per slot).
+
+        A target cost is drawn uniformly between the cheapest architecture and each budget;
+        starting from a uniformly random architecture, random single-slot changes to a
+        cheaper choice are made until the targets are met. The cost of a slot choice is
+        exact (the cost model is additive over slots), so this takes microseconds.
+        """
+        return feasible_random(self.choices, self._cost, self.budgets, rng)
+
+    def fail_interrupted(self) -> int:
+        """Mark running trials whose worker is gone as FAIL; return how many."""
+        assert self.study is not None
+        return fail_interrupted(
+            self.study,
+            host=self._host,
+            pid=self._pid,
+            start=self._start,
+            stale_after_s=self.stale_after_s,
+        )
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(
+        self,
+        n_trials: int,
+        *,
+        timeout_s: float | None = None,
+        max_failures: int | None = None,
+        callback: Callable[[TrialOutcome, RunSummary], None] | None = None,
+    ) -> RunSummary:
+        """Run trials until the study has ``n_trials`` COMPLETE trials (feasible or not).
+
+        Stops early when ``timeout_s`` has passed (no new trial starts; the running one
+        finishes) or after ``max_failures`` failed trials in a row (default 10: a setup where
+        everything fails, such as unreadable data, should not spin forever; occasional
+        failures never stop a search). ``callback(outcome, summary)`` is called after every
+        trial.
+        Ctrl-C marks the running trial FAIL ("interrupted by the user") and re-raises.
+        """
+        if self.study is None:
+            self.open()
+        assert self.study is not None
+        study = self.study
+        max_failures = 10 if max_failures is None else max_failures
+        t0 = time.monotonic()
+        summary = RunSummary(0, 0, 0, 0, "", 0.0)
+        n_before = len(study.get_trials(deepcopy=False))
+        # A fresh seed per run, derived from the seed and the history, so a resumed run does
+        # not replay the first run's proposals (which would all be duplicates). A process
+        # that joins an existing study also mixes in its process id: several workers started
+        # with the same command at once must not propose the same sequence.
+        salt = os.getpid() * 7919 if self._joined else 0
+        study.sampler = make_sampler(self.sampler_name, self.seed * 1_000_003 + n_before + salt)
+        failures = 0
+        last_check = time.monotonic()
+        self.refresh_counts(summary)
+        while True:
+            if summary.n_complete >= n_trials:
+                summary.stop_reason = f"reached {n_trials} complete trials"
+                break
+            if timeout_s is not None and time.monotonic() - t0 >= timeout_s:
+                summary.stop_reason = f"timeout after {time.monotonic() - t0:.0f} s"
+                break
+            if failures >= max_failures:
+                summary.stop_reason = f"{failures} trials failed in a row"
+                break
+            if time.monotonic() - last_check > min(60.0, self.stale_after_s / 2):
+                self.fail_interrupted()  # other workers' dead trials; ours were checked at open
+                last_check = time.monotonic()
+            outcome = self._one_trial()
+            summary.n_run += 1
+            failures = failures + 1 if outcome.status == "failed" else 0
+            summary.outcomes.append(outcome)
+            summary.seconds = time.monotonic() - t0
+            self.refresh_counts(summary)
+            if callback is not None:
+                callback(outcome, summary)
+        summary.seconds = time.monotonic() - t0
+        return summary
+
+    def refresh_counts(self, summary: RunSummary) -> None:
+        """Counts, Pareto size and best feasible accuracy from one read of the study."""
+        assert self.study is not None
+        trials = self.study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        feasible = [t for t in complete if is_feasible(t)]
+        summary.n_complete = len(complete)
+        summary.n_feasible = len(feasible)
+        summary.n_failed = sum(t.state == TrialState.FAIL for t in trials)
+        accs = [t.user_attrs.get("accuracy") for t in feasible]
+        accs = [a for a in accs if a is not None]
+        summary.best_accuracy = max(accs) if accs else None
+        signs = [1.0 if d == "maximize" else -1.0 for d in self.directions]
+        pts = {}
+        for t in feasible:
+            pts.setdefault(t.user_attrs.get("arch_id"), [s * v for s, v in zip(signs, t.values)])
+        vals = list(pts.values())
+        summary.pareto_size = sum(
+            not any(all(o >= p for o, p in zip(other, point)) and other != point for other in vals)
+            for point in vals
+        )
+
+    def _one_trial(self) -> TrialOutcome:
+        assert self.study is not None
+        study = self.study
+        t_start = time.monotonic()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            trial = study.ask(self.distributions)
+        storage, tid = study._storage, trial._trial_id
+        generation_of = getattr(study.sampler, "get_trial_generation", None)
+        if generation_of is not None:
+            frozen = storage.get_trial(tid)
+            if "fixed_params" in frozen.system_attrs:
+                # NSGA-II gives enqueued (warm-start) trials no generation, which would leave
+                # them out of its populations; its public get_trial_generation assigns one.
+                generation_of(study, frozen)
+        storage.set_trial_system_attr(
+            tid, OWNER_KEY, {"host": self._host, "pid": self._pid, "start": self._start}
+        )
+        storage.set_trial_system_attr(tid, HEARTBEAT_KEY, time.time())
+        try:
+            with Heartbeat(storage, tid, self.heartbeat_s):
+                assert self._trials is not None
+                return self._trials.evaluate(trial, t_start)
+        except KeyboardInterrupt:
+            fail_trial(study, trial, "interrupted by the user (Ctrl-C)")
+            raise
+        except Exception as e:  # noqa: BLE001 - an evaluator crash is a failed trial
+            text = str(e).strip().splitlines()
+            reason = f"{type(e).__name__}: {text[0] if text else '(no message)'}"
+            fail_trial(study, trial, reason)
+            return TrialOutcome(
+                trial.number,
+                "failed",
+                trial.user_attrs.get("arch_id", "?"),
+                None,
+                0,
+                0,
+                None,
+                0,
+                time.monotonic() - t_start,
+                reason,
+            )
+
+    # -- results ------------------------------------------------------------------------
+    def rows(self) -> list[TrialRow]:
+        assert self.study is not None
+        return rows_of(self.study)

@@ -1,0 +1,126 @@
+"""Interrupted trials: who owns a running trial, its heartbeat, and failing the orphans.
+
+Every trial records its owner (host, process id, process start time) and a heartbeat that a
+background thread refreshes every ``heartbeat_s`` seconds. Before each proposal, running
+trials of the study whose owner process on this host is gone, or whose heartbeat is older than
+``stale_after_s`` (other hosts), are marked FAIL with ``failure`` explaining the interruption.
+This works the same for SQLite, journal files and database URLs.
+
+Imports optuna only; must not import the engine or the other modules of
+:mod:`nas.backends` that build on it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+__all__ = [
+    "HEARTBEAT_KEY",
+    "INTERRUPTED_PREFIX",
+    "OWNER_KEY",
+    "Heartbeat",
+    "fail_interrupted",
+    "pid_alive",
+    "process_start",
+]
+
+OWNER_KEY = "convnas:owner"
+HEARTBEAT_KEY = "convnas:heartbeat"
+INTERRUPTED_PREFIX = "interrupted"
+
+
+def process_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (Linux), to tell reused pids apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, start: str | None) -> bool:
+    """Whether process ``pid`` (started at ``start``, if known) still runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    if start is not None:
+        now = process_start(pid)
+        return now is None or now == start
+    return True
+
+
+class Heartbeat:
+    """Refreshes a trial's heartbeat system attribute from a daemon thread."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int, every_s: float):
+        self._storage, self._trial_id, self._every = storage, trial_id, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="convnas-heartbeat")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_KEY, time.time())
+            except Exception:  # noqa: BLE001 - a missed beat must never kill the search
+                pass
+
+
+def fail_interrupted(
+    study: optuna.Study, *, host: str, pid: int, start: str | None, stale_after_s: float
+) -> int:
+    """Mark running trials of ``study`` whose worker is gone as FAIL; return how many.
+
+    ``host``, ``pid`` and ``start`` identify the calling process (whose own trials are
+    left alone); a trial on another host is interrupted when its heartbeat is older than
+    ``stale_after_s``.
+    """
+    storage = study._storage
+    now = time.time()
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.system_attrs.get(OWNER_KEY) or {}
+        beat = t.system_attrs.get(HEARTBEAT_KEY)
+        if owner.get("host") == host and owner.get("pid") == pid and (owner.get("start") == start):
+            continue  # our own (cannot happen between trials, but be safe)
+        reason = None
+        if owner.get("host") == host and isinstance(owner.get("pid"), int):
+            if not pid_alive(owner["pid"], owner.get("start")):
+                reason = (
+                    f"{INTERRUPTED_PREFIX}: worker process {owner['pid']} on {host} "
+                    "stopped during the trial (killed or crashed)"
+                )
+        elif isinstance(beat, (int, float)) and now - beat > stale_after_s:
+            reason = (
+                f"{INTERRUPTED_PREFIX}: no heartbeat from worker "
+                f"{owner.get('host', '?')}:{owner.get('pid', '?')} for {now - beat:.0f} s"
+            )
+        elif beat is None and t.datetime_start is not None:
+            age = now - t.datetime_start.timestamp()
+            if age > stale_after_s and not owner:
+                reason = f"{INTERRUPTED_PREFIX}: running for {age:.0f} s without an owner"
+        if reason is None:
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, "failure", reason)
+            storage.set_trial_user_attr(t._trial_id, "status", "failed: " + reason)
+            if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                n += 1
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
+    return n

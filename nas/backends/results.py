@@ -1,0 +1,106 @@
+"""Reading a study back: every trial as a plain row, its feasibility and Pareto flags, hypervolume.
+
+Imports optuna, :mod:`nas.records`, :mod:`nas.backends.constraints` and
+:mod:`nas.backends.optuna_storage`; must not import the engine (which uses it) or any ``nas``
+module above :mod:`nas.backends`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.backends.constraints import is_feasible
+from nas.backends.optuna_storage import list_studies, open_storage
+from nas.records import TrialRow
+
+__all__ = ["METRIC_NAMES", "hypervolume", "load_rows", "rows_of"]
+
+#: Objective name -> metric name shown in the dashboard.
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "flops": "flops",
+    "params": "params",
+    "latency": "latency_ms",
+}
+
+
+def hypervolume(
+    points: Sequence[Sequence[float]],
+    directions: Sequence[str],
+    reference: Sequence[float],
+) -> float:
+    """Hypervolume dominated by ``points`` up to ``reference`` (Optuna's WFG implementation).
+
+    ``directions`` are ``"maximize"``/``"minimize"`` per objective; points that do not improve
+    on the reference in every objective add nothing.
+    """
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+    ref = signs * np.asarray(reference, dtype=float)
+    pts = [signs * np.asarray(p, dtype=float) for p in points]
+    pts = [p for p in pts if np.all(p < ref)]
+    if not pts:
+        return 0.0
+    return float(compute_hypervolume(np.stack(pts), ref))
+
+
+def rows_of(study: optuna.Study) -> list[TrialRow]:
+    """Every trial of ``study`` as a :class:`TrialRow`, feasibility and Pareto flags set."""
+    trials = study.get_trials(deepcopy=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        best = {t.number for t in study.best_trials}
+    rows = []
+    for t in trials:
+        complete = t.state == TrialState.COMPLETE
+        rows.append(
+            TrialRow(
+                number=t.number,
+                state=t.state.name,
+                values=list(t.values) if t.values is not None else None,
+                feasible=complete and is_feasible(t),
+                pareto=t.number in best and complete and is_feasible(t),
+                user_attrs=dict(t.user_attrs),
+                completed_at=(
+                    t.datetime_complete.timestamp() if t.datetime_complete is not None else None
+                ),
+            )
+        )
+    return rows
+
+
+def load_rows(storage: str, study_name: str) -> tuple[list[TrialRow], dict[str, Any]]:
+    """All trials of a stored study as :class:`TrialRow` and the study's description.
+
+    The description holds ``objectives``, ``directions``, ``metric_names``, ``budgets``,
+    ``constraint_names`` and the ``convnas`` settings. Raises ``ValueError`` when the storage
+    or study does not exist (naming the studies it holds).
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = list_studies(storage)
+    if study_name not in names:
+        shown = ", ".join(repr(n) for n in names) or "none"
+        raise ValueError(f"study {study_name!r} is not in storage {storage!r} (studies: {shown})")
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
+    ua = study.user_attrs
+    objectives = ua.get("objectives") or [
+        {v: k for k, v in METRIC_NAMES.items()}.get(m, m) for m in (study.metric_names or [])
+    ]
+    info = {
+        "study": study_name,
+        "storage": storage,
+        "objectives": objectives,
+        "directions": [d.name.lower() for d in study.directions],
+        "metric_names": study.metric_names,
+        "budgets": ua.get("budgets", {}),
+        "constraint_names": ua.get("constraint_names", []),
+        "convnas": ua.get("convnas", {}),
+    }
+    return rows_of(study), info

@@ -1,0 +1,219 @@
+"""The prepared search: everything validated and built, nothing written yet.
+
+:func:`prepare` turns a :class:`~nas.config.SearchConfig` into a :class:`Plan`: it checks the
+config (:func:`nas.config.check_config`), loads the evaluator, reads the dataset's class count,
+resolves the device, builds the search space and its cost model, refuses budgets below the
+cheapest architecture, names the study (:mod:`nas.naming`), refuses to resume a study created
+with other settings, and makes sure the proxy data can be had. Every problem is a
+``ValueError`` of one sentence, raised before a study, a folder or a file is created.
+
+Imports :mod:`nas.config`, :mod:`nas.naming`, :mod:`nas.storage`, :mod:`nas.units`, and, when
+called, ``evaluators``, ``search_spaces`` and :mod:`nas.backends.optuna_storage` (to read a
+stored study's settings); must not import :mod:`nas.runner` or :mod:`nas.search` (which use
+it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from nas.config import DEFAULT_EVALUATOR, SearchConfig, check_config
+from nas.naming import default_study_name, defining_settings, study_folder
+from nas.storage import storage_file
+from nas.units import format_count, format_flops
+
+__all__ = ["Plan", "check_dataset", "load_evaluator", "prepare", "resolve_device"]
+
+
+@dataclass
+class Plan:
+    """A fully validated search, ready to run (nothing has been written yet)."""
+
+    config: SearchConfig
+    resolved: dict[str, Any]  # the settings that define the study (hashed into its name)
+    space: Any
+    cost_model: Any
+    rungs: tuple[int, ...]
+    evaluate: Callable[..., Any]
+    eval_config: Any
+    study: str
+    out_dir: Path
+    storage: str
+    device: str
+    cost_range: Any
+
+
+def load_evaluator(spec: str) -> Callable[..., Any]:
+    """Import ``package.module:function``; ``ValueError`` naming the spec when it fails."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"evaluator {spec!r} must look like package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        # ``python -m`` puts the working folder on sys.path, console scripts do not: look
+        # there too, so a user's own module next to their data is found either way.
+        cwd = os.getcwd()
+        if cwd in sys.path:
+            raise ValueError(f"evaluator {spec!r}: cannot import {module_name!r} ({e})") from None
+        sys.path.insert(0, cwd)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            sys.path.remove(cwd)
+            raise ValueError(f"evaluator {spec!r}: cannot import {module_name!r} ({e})") from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ValueError(f"evaluator {spec!r}: {module_name} has no attribute {attr!r}")
+    if not callable(obj):
+        raise ValueError(f"evaluator {spec!r} is not callable")
+    return obj
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; other names checked (``ValueError``)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    from evaluators.runtime import resolve_device as torch_device
+
+    torch_device(device)  # raises ValueError naming the device
+    return device
+
+
+def prepare(config: SearchConfig) -> Plan:
+    """Validate everything and build the space; raises ``ValueError`` with one sentence."""
+    from evaluators.objectives import EvalConfig
+    from nas.backends.optuna_storage import study_settings
+
+    c = config
+    objectives, rungs = check_config(c)
+    evaluator_spec = c.evaluator or DEFAULT_EVALUATOR
+    evaluate = load_evaluator(evaluator_spec)
+
+    from evaluators.data import num_classes as dataset_classes
+    from evaluators.data import parse_dataset
+
+    spec = parse_dataset(c.dataset)
+    classes = dataset_classes(spec)
+    device = resolve_device(c.device)
+
+    from search_spaces.backbones import backbone_names, default_resolution
+
+    if c.backbone not in backbone_names():
+        from search_spaces.backbones import get_backbone
+
+        get_backbone(c.backbone, 10)  # raises the ValueError listing valid names
+    resolution = c.resolution or default_resolution(c.backbone)
+
+    from evaluators.cost import get_cost_model
+    from search_spaces.space import SearchSpace
+
+    space = SearchSpace(
+        c.backbone, num_classes=classes, resolution=resolution, slots=c.slots, menu=c.ops
+    )
+    cost_model = get_cost_model(c.backbone, classes, resolution, c.slots)
+    rng = cost_model.range(space.choices)
+    where = f"{c.backbone} @{resolution}x{resolution}, slots={c.slots}, ops={c.ops}"
+    if c.max_flops is not None and c.max_flops < rng.min_flops:
+        raise ValueError(
+            f"budget {format_flops(c.max_flops)} is below the cheapest architecture of this "
+            f"space ({where}): achievable FLOPs are {format_flops(rng.min_flops)} to "
+            f"{format_flops(rng.max_flops)}"
+        )
+    if c.max_params is not None and c.max_params < rng.min_params:
+        raise ValueError(
+            f"max-params {format_count(c.max_params)} is below the smallest architecture of this "
+            f"space ({where}): achievable params are {format_count(rng.min_params)} to "
+            f"{format_count(rng.max_params)}"
+        )
+
+    settings = defining_settings(
+        replace(c, objectives=objectives),
+        space,
+        rungs,
+        device,
+        classes,
+        resolution,
+        evaluator_spec,
+        rng,
+    )
+    study = c.study.strip() if c.study else default_study_name(settings)
+    out_dir = Path(c.out) if c.out else Path("runs") / study_folder(study)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out {str(out_dir)!r} exists and is not a folder")
+    sf = storage_file(c.storage)
+    if sf is not None and sf.exists() and not sf.is_file():
+        raise ValueError(f"storage {c.storage!r}: {str(sf)!r} is not a file")
+    existing = study_settings(c.storage, study)
+    if existing is not None and existing != settings:
+        key = next(
+            k for k in sorted(set(existing) | set(settings)) if existing.get(k) != settings.get(k)
+        )
+        raise ValueError(
+            f"study {study!r} in {c.storage} was created with {key}={existing.get(key)!r}, this "
+            f"command has {key}={settings.get(key)!r}; repeat its settings to resume it or "
+            "pass another --study"
+        )
+
+    latency_mode = "measure" if ("latency" in objectives or c.max_latency_ms is not None) else "off"
+    eval_config = EvalConfig(
+        dataset=c.dataset,
+        data_dir=c.data_dir,
+        download=c.download,
+        proxy_epochs=c.proxy_epochs,
+        proxy_subset=c.proxy_subset,
+        proxy_resolution=c.proxy_resolution,
+        batch_size=c.batch_size,
+        seed=c.seed,
+        device=device,
+        latency=latency_mode,
+        max_flops=c.max_flops,
+        max_params=c.max_params,
+        max_latency_ms=c.max_latency_ms,
+        fidelities=rungs,
+        extra=dict(c.evaluator_options),
+    )
+    from evaluators.objectives import validate_config
+
+    validate_config(eval_config)
+    if c.evaluator is None:
+        check_dataset(eval_config)
+    return Plan(
+        config=replace(c, objectives=objectives),
+        resolved=settings,
+        space=space,
+        cost_model=cost_model,
+        rungs=rungs,
+        evaluate=evaluate,
+        eval_config=eval_config,
+        study=study,
+        out_dir=out_dir,
+        storage=c.storage,
+        device=device,
+        cost_range=rng,
+    )
+
+
+def check_dataset(eval_config: Any) -> None:
+    """Make sure the proxy data can be had (download it now if allowed), before any output."""
+    from evaluators.data import DatasetUnavailable, parse_dataset
+
+    spec = parse_dataset(eval_config.dataset)
+    if spec.kind not in ("cifar10", "cifar100"):
+        return
+    from evaluators.data import load_split
+
+    try:
+        load_split(spec, "train", data_dir=eval_config.data_dir, download=eval_config.download)
+    except DatasetUnavailable as e:
+        raise ValueError(str(e)) from None

@@ -1,0 +1,177 @@
+"""What a search prints: the updating status line, the start and end reports, the Pareto table.
+
+:class:`Progress` writes one updating status line on a terminal and plain lines otherwise.
+Imports :mod:`nas.units` and :mod:`nas.storage` only; must not import optuna, ``evaluators``
+or the ``nas`` modules that print through it (the engine's outcomes and summaries arrive as
+the plain records of :mod:`nas.records`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from nas.storage import dashboard_command
+from nas.units import format_count, format_duration, format_flops, format_ms
+
+__all__ = ["Progress", "print_end", "print_start", "ray_status_line", "summary_table"]
+
+
+class Progress:
+    """One updating status line on a terminal; plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, target: int, timeout_s: float | None) -> None:
+        self.stream, self.target, self.timeout_s = stream, target, timeout_s
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.t0 = time.monotonic()
+        self.done_this_run = 0
+        self.best: float | None = None
+        self.pareto = 0
+        self._status_len = 0
+
+    def line(self, text: str) -> None:
+        if self.tty and self._status_len:
+            self.stream.write("\r" + " " * self._status_len + "\r")
+            self._status_len = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def status(self, text: str) -> None:
+        if not self.tty:
+            return
+        pad = max(0, self._status_len - len(text))
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+        self._status_len = len(text)
+
+    def finish(self) -> None:
+        if self.tty and self._status_len:
+            self.stream.write("\n")
+            self._status_len = 0
+
+    def update(self, outcome: Any, summary: Any, engine: Any) -> None:
+        self.done_this_run += 1
+        elapsed = time.monotonic() - self.t0
+        remaining = max(0, self.target - summary.n_complete)
+        eta = elapsed / self.done_this_run * remaining if remaining else 0.0
+        if self.timeout_s is not None:
+            eta = min(eta, max(0.0, self.timeout_s - elapsed))
+        self.best = summary.best_accuracy
+        self.pareto = summary.pareto_size
+        best = f"{self.best:.4f}" if self.best is not None else "-"
+        counts = (
+            f"{summary.n_complete}/{self.target} done, {summary.n_feasible} feasible, "
+            f"Pareto {self.pareto}, best acc under budget {best}, ETA {format_duration(eta)}"
+        )
+        o = outcome
+        acc = f"acc {o.accuracy:.4f}" if o.accuracy is not None else "acc -"
+        detail = (
+            f"trial {o.number:>3} {o.status:<10} {acc}  {format_flops(o.flops)}  "
+            f"{format_count(o.params)} params  {format_ms(o.latency_ms)}  "
+            f"{o.fidelity} ep  {o.seconds:.1f}s  [{o.arch_id}] {o.message}"
+        )
+        if self.tty:
+            self.line(detail)
+            self.status(counts)
+        else:
+            self.line(f"{detail}\n    {counts}")
+
+
+def summary_table(pareto: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> list[str]:
+    """The Pareto members as a fixed-width table, one line each (with its header)."""
+    head = (
+        f"{'trial':>5}  {'arch_id':<16}  {'accuracy':>8}  {'FLOPs':>12}  {'params':>8}  "
+        f"{'latency':>9}  {'epochs':>6}  ops"
+    )
+    lines = [head]
+    for m in pareto:
+        acc = f"{m['accuracy']:.4f}" if m.get("accuracy") is not None else "-"
+        lines.append(
+            f"{m['trial']:>5}  {m['arch_id']:<16}  {acc:>8}  {format_flops(m['flops']):>12}  "
+            f"{format_count(m['params']):>8}  {format_ms(m.get('latency_ms')):>9}  "
+            f"{m.get('fidelity', 0):>6}  {m.get('ops', '')}"
+        )
+    return lines
+
+
+def print_start(p: Progress, plan: Any, info: Any) -> None:
+    """The space, the objectives and budgets, and whether the study is new or resumed."""
+    c = plan.config
+    rng = plan.cost_range
+    p.line(
+        f"Search space: {c.backbone} @{plan.space.resolution}x{plan.space.resolution}, "
+        f"{len(plan.space.slots)} slots ({c.slots}), {len(plan.space.menu)} operators "
+        f"[{', '.join(s.label for s in plan.space.menu)}]; FLOPs {format_flops(rng.min_flops)} "
+        f"to {format_flops(rng.max_flops)}, params {format_count(rng.min_params)} to "
+        f"{format_count(rng.max_params)}"
+    )
+    budgets = [
+        f"FLOPs <= {format_flops(c.max_flops)}" if c.max_flops else None,
+        f"params <= {format_count(c.max_params)}" if c.max_params else None,
+        f"latency <= {format_ms(c.max_latency_ms)}" if c.max_latency_ms else None,
+    ]
+    p.line(
+        f"Objectives: {', '.join(c.objectives)}; budgets: "
+        f"{', '.join(b for b in budgets if b) or 'none'}; sampler {c.sampler} (seed {c.seed}); "
+        f"proxy {c.dataset}, {'/'.join(map(str, plan.rungs))} "
+        f"epoch{'' if plan.rungs == (1,) else 's'}, device {plan.device}"
+    )
+    if info.resumed:
+        extra = (
+            f"; {info.n_interrupted_now} interrupted trial(s) marked failed"
+            if info.n_interrupted_now
+            else ""
+        )
+        p.line(
+            f"Resuming study '{plan.study}' in {plan.storage}: {info.n_complete} trials already "
+            f"complete ({info.n_feasible} feasible, {info.n_failed} failed){extra}; "
+            f"running until {c.trials} are complete."
+        )
+    else:
+        p.line(f"New study '{plan.study}' in {plan.storage}; running {c.trials} trials.")
+
+
+def print_end(
+    p: Progress,
+    summary: Any,
+    members: Sequence[Mapping[str, Any]],
+    hv: float | None,
+    export_dir: Path | None,
+    objectives: Sequence[str],
+    storage: str,
+) -> str:
+    """Why the search stopped, the Pareto set, where it was exported; returns the dashboard line."""
+    p.line("")
+    p.line(
+        f"Search stopped: {summary.stop_reason} in {format_duration(summary.seconds)} "
+        f"({summary.n_complete} complete, {summary.n_feasible} feasible, {summary.n_failed} "
+        f"failed in the study)."
+    )
+    if members:
+        hv_text = f"; hypervolume {hv:.4g}" if hv is not None else ""
+        noun = "architecture" if len(members) == 1 else "architectures"
+        p.line(f"Pareto set: {len(members)} feasible non-dominated {noun}{hv_text}")
+        for row in summary_table(members, objectives):
+            p.line("  " + row)
+    else:
+        p.line("Pareto set: empty (no feasible trial completed yet).")
+    if export_dir is not None:
+        p.line(
+            f"Exported to {export_dir}/ (pareto.json, pareto.csv, pareto.png and one "
+            f"<arch_id>.json per member)"
+        )
+    dash = dashboard_command(storage)
+    p.line(f"Dashboard: {dash}")
+    return dash
+
+
+def ray_status_line(summary: Any, target: int, seconds: float) -> str:
+    """The counts line printed while Ray workers run (whenever the complete count changes)."""
+    best = "-" if summary.best_accuracy is None else f"{summary.best_accuracy:.4f}"
+    return (
+        f"    {summary.n_complete}/{target} done, {summary.n_feasible} feasible, "
+        f"Pareto {summary.pareto_size}, best acc under budget {best}, "
+        f"{summary.n_failed} failed ({format_duration(seconds)})"
+    )

@@ -1,0 +1,73 @@
+"""What the search engine reports: one trial's outcome, the study at start and end, stored rows.
+
+Plain dataclasses, no Optuna types, so progress displays (:mod:`nas.progress`), the exporter
+(:mod:`nas.export`) and the Ray driver can read them without importing optuna. Imports only
+the standard library; must not import any other ``nas`` module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RunSummary", "StudyInfo", "TrialOutcome", "TrialRow"]
+
+
+@dataclass
+class TrialOutcome:
+    """What happened to one trial of this run, for progress displays."""
+
+    number: int
+    status: str  # "feasible", "infeasible", "stopped", "duplicate", "failed"
+    arch_id: str
+    accuracy: float | None
+    flops: int
+    params: int
+    latency_ms: float | None
+    fidelity: int
+    seconds: float
+    message: str
+
+
+@dataclass
+class StudyInfo:
+    """State of the study when a run starts."""
+
+    name: str
+    storage: str
+    resumed: bool
+    n_complete: int
+    n_feasible: int
+    n_failed: int
+    n_interrupted_now: int
+
+
+@dataclass
+class RunSummary:
+    """State of the study when a run ends, and why it ended."""
+
+    n_complete: int
+    n_feasible: int
+    n_failed: int
+    n_run: int
+    stop_reason: str
+    seconds: float
+    outcomes: list[TrialOutcome] = field(default_factory=list)
+    pareto_size: int = 0  # distinct feasible non-dominated architectures
+    best_accuracy: float | None = None  # best accuracy among feasible trials
+
+
+@dataclass
+class TrialRow:
+    """One trial as the exporter and summaries see it (no Optuna types)."""
+
+    number: int
+    state: str  # "COMPLETE", "FAIL", "RUNNING", ...
+    values: list[float] | None
+    feasible: bool
+    pareto: bool
+    user_attrs: dict[str, Any]
+    completed_at: float | None = None  # POSIX time the trial finished
+
+    def metric(self, name: str) -> Any:
+        return self.user_attrs.get(name)
