@@ -475,7 +475,8 @@ def test_retrain_on_an_image_folder_evaluates_the_way_it_trained(tmp_path, augme
     # images after cifar augmentation (or none), the ImageNet 0.875 centre crop after imagenet.
     from PIL import Image
 
-    from nas.retrain import _Run, build_parser
+    from nas.retrain import build_parser
+    from nas.train.run import Run as _Run
 
     for split, n in (("train", 8), ("test", 2)):
         for c in ("a", "b"):
