@@ -7,6 +7,9 @@ norms, head, everything that is not a slot) is fvcore's count of the all-``conv`
 minus the closed-form cost of its slot convolutions, computed once per (backbone, classes,
 resolution, slot policy); each slot's cost comes from its operator's closed form
 (``search_spaces.ops.<op>.cost``), memoised per slot shape and choice.
+
+Imports torch, fvcore and ``search_spaces``; must not import other ``evaluators`` modules
+or ``nas``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ for a CIFAR ResNet, and each higher-is-better:
 
 None of them touches the caller's model: each works on a deep copy (so batch-norm running
 statistics, gradients and weights of the caller's model stay as they were).
+
+Imports only torch; must not import other ``evaluators`` modules, ``search_spaces`` or
+``nas``.
 """
 
 from __future__ import annotations

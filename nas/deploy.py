@@ -53,6 +53,9 @@ it needs only ``torch`` and ``onnx`` and takes well under a second for a CIFAR R
 rounding of 0.5 can fall on the other side in ONNX Runtime than in PyTorch; that changes one
 element of one map and is why the verification reports a maximum difference rather than
 requiring equality.
+
+Imports torch and ``search_spaces`` (onnx and onnxruntime when exporting); must not import
+``evaluators``, optuna, ray, or the search and retraining modules of ``nas``.
 """
 
 from __future__ import annotations

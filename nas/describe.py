@@ -3,6 +3,9 @@
 Prints a per-slot table (slot, shape, op, FLOPs, params) and the totals from the analytic
 cost model; ``--verify`` also counts the built model with fvcore and exits 1 if the two
 differ; ``--json`` prints ``{"arch_id", "flops", "params", "inference_params", "slots": [...]}``.
+
+Imports ``search_spaces`` and :mod:`evaluators.cost`; must not import optuna, ray or the
+other ``nas`` modules.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ Choices the papers leave open, made here:
 - The LinearConv correlation loss is added as its paper does (``λ·Lc`` every
   ``linearconv_every`` batches, λ = 1e-2, every 10); ``None`` in a recipe means "the default
   of :mod:`search_spaces.ops.linearconv`", filled in when a run resolves its config.
+
+Imports only the standard library; must not import torch, ``evaluators``, ``search_spaces``
+or other ``nas`` modules (the retraining command line reads it before anything heavy).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ duration    ``90``, ``90s``, ``30m``, ``1.5h``, ``1h30m``, ``2d`` float seconds
 
 SI prefixes are decimal (``k`` = 1e3, ``M`` = 1e6, ``G`` = 1e9, ``T`` = 1e12), as in the
 papers' FLOPs tables; ``k`` and ``K`` are both accepted.
+
+Imports only the standard library; must not import any other ConvNAS module.
 """
 
 from __future__ import annotations

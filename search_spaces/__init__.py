@@ -1,1 +1,4 @@
-"""Search spaces: operators, backbones, slots, architectures."""
+"""Search spaces: operators, backbones, slots, architectures.
+
+The bottom layer: imports only torch and torchvision, never ``evaluators`` or ``nas``.
+"""

@@ -15,6 +15,10 @@ patterns that give one slot different ops are an error, and so is a key that mat
 Loading expands a file to the canonical form, which lists every slot; the id is a hash of the
 canonical JSON (sorted keys, canonical number types), so equal architectures have equal ids
 however they were written.
+
+Imports :mod:`search_spaces.ops` and :mod:`search_spaces.slots` (the backbones when
+building); must not import :mod:`search_spaces.space` (which builds on it), ``evaluators``
+or ``nas``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ Policies:
 
 Convolutions that are not square, dilated, or padded other than ``k // 2`` are never slots:
 none of the operators reproduces their geometry. They stay in the fixed part of the model.
+
+Imports torch (the backbones when asked for one by name); must not import the operators,
+:mod:`search_spaces.arch` or :mod:`search_spaces.space` (which build on it), ``evaluators``
+or ``nas``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ with a grid of values separated by ``|``::
     conv,scconv(a=0.5,r=2,g=2),oct(a=0.25|0.5|0.75),linear(a=0.25|0.5,rank=full|4)
 
 An entry without parentheses takes that op's default grid (:data:`DEFAULT_GRIDS`).
+
+Imports :mod:`search_spaces.arch`, :mod:`search_spaces.ops` and :mod:`search_spaces.slots`;
+must not import ``evaluators`` or ``nas``.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 ``get_backbone(name, num_classes)`` never downloads weights: models are built randomly
 initialised for the requested number of classes.
+
+Imports torch, torchvision and :mod:`~search_spaces.backbones.cifar_resnet`; must not import
+the slots, operators or architectures (which use it), ``evaluators`` or ``nas``.
 """
 
 from __future__ import annotations

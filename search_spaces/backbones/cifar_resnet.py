@@ -7,6 +7,8 @@ families.
 The shortcut is a 1×1 projection + BatchNorm wherever the shape changes (option B of He et
 al.). With it, fvcore counts ResNet-56 at 32×32 with 10 classes as 0.86 M parameters and
 126.84 M FLOPs, the figures of the SCConv paper's CIFAR table.
+
+Imports only torch and torchvision; must not import other ConvNAS modules.
 """
 
 from __future__ import annotations
