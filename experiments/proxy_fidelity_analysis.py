@@ -1,0 +1,252 @@
+"""Analysis of ``experiments/proxy_fidelity.py``'s results: rank correlations with bootstrap
+intervals, seed-to-seed ceilings, costs, and the Markdown/JSON result files.
+
+Kept apart from the runner so the statistics can be imported and tested without torch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import random
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["analyse", "bootstrap_ci", "kendall_tau", "spearman_rho"]
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b (ties in either ranking handled), NaN when a ranking is constant."""
+    n = len(x)
+    if n != len(y):
+        raise ValueError(f"x and y differ in length: {n} != {len(y)}")
+    conc = disc = tx = ty = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                tx += 1
+            elif dy == 0:
+                ty += 1
+            elif (dx > 0) == (dy > 0):
+                conc += 1
+            else:
+                disc += 1
+    denom = math.sqrt((conc + disc + tx) * (conc + disc + ty))
+    return (conc - disc) / denom if denom else float("nan")
+
+
+def _ranks(v: Sequence[float]) -> list[float]:
+    order = sorted(range(len(v)), key=lambda i: v[i])
+    ranks = [0.0] * len(v)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho: Pearson correlation of the (average) ranks; NaN for a constant ranking."""
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx and syy else float("nan")
+
+
+def bootstrap_ci(
+    x: Sequence[float], y: Sequence[float], stat: Any, reps: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile interval of ``stat(x, y)`` over architectures resampled with replacement."""
+    rng = random.Random(seed)
+    n, vals = len(x), []
+    for _ in range(reps):
+        idx = [rng.randrange(n) for _ in range(n)]
+        v = stat([x[i] for i in idx], [y[i] for i in idx])
+        if not math.isnan(v):
+            vals.append(v)
+    if not vals:
+        return float("nan"), float("nan")
+    vals.sort()
+    return vals[int(0.025 * len(vals))], vals[min(len(vals) - 1, int(0.975 * len(vals)))]
+
+
+# ----------------------------------------------------------------------------------- analysis
+
+
+def _load(results: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+
+
+def _candidates(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """name -> {"scores": {arch_id: {seed: score}}, "cost": {arch_id: [seconds]}}.
+
+    Higher score = predicted better. Losses enter negated.
+    """
+    cands: dict[str, dict[str, Any]] = defaultdict(lambda: {"scores": defaultdict(dict),
+                                                            "cost": defaultdict(list)})
+    for r in recs:
+        a = r["arch_id"]
+        if r["kind"] == "zero_cost":
+            for name in ("naswot", "synflow", "grad_norm"):
+                c = cands[f"zero-cost {name}"]
+                c["scores"][a][0] = r[name]
+                c["cost"][a].append(r[f"{name}_time_s"])
+            cands["FLOPs alone"]["scores"][a][0] = r["flops"]
+            cands["FLOPs alone"]["cost"][a].append(0.0)
+            cands["params alone"]["scores"][a][0] = r["params"]
+            cands["params alone"]["cost"][a].append(0.0)
+        elif r["kind"] == "proxy":
+            for rung in r["rungs"]:
+                base = f"{r['variant']} @ep{rung['epoch']}"
+                for metric, sign in (("acc_small", 1), ("loss_small", -1),
+                                     ("acc_large", 1), ("loss_large", -1)):
+                    c = cands[f"{base} {metric}"]
+                    c["scores"][a][r["seed"]] = sign * rung[metric]
+                    c["cost"][a].append(rung["train_time_s"] + rung["val_time_s"])
+    return cands
+
+
+def _reference(recs: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, list[float]]]:
+    by_arch: dict[str, list[float]] = defaultdict(list)
+    for r in recs:
+        if r["kind"] == "reference":
+            by_arch[r["arch_id"]].append(r["test_top1"])
+    return {a: statistics.fmean(v) for a, v in by_arch.items()}, dict(by_arch)
+
+
+def _row(name: str, cand: dict[str, Any], ref: dict[str, float], two_seeds: bool) -> Any:
+    """Correlations of one candidate (seed 0, or the mean of seeds 0 and 1) with ``ref``."""
+    scores = cand["scores"]
+    if two_seeds:
+        archs = sorted(a for a in ref if len(scores.get(a, {})) >= 2)
+        x = [statistics.fmean([scores[a][0], scores[a][1]]) for a in archs]
+        cost = [2 * statistics.fmean(cand["cost"][a]) for a in archs]
+    else:
+        archs = sorted(a for a in ref if 0 in scores.get(a, {}))
+        x = [scores[a][0] for a in archs]
+        cost = [statistics.fmean(cand["cost"][a]) for a in archs]
+    if len(archs) < 5:
+        return None
+    y = [ref[a] for a in archs]
+    both = sorted(a for a in archs if len(scores[a]) >= 2) if not two_seeds else []
+    ceiling = (kendall_tau([scores[a][0] for a in both], [scores[a][1] for a in both])
+               if len(both) >= 5 else float("nan"))
+    return {
+        "candidate": name + (" (mean of 2 seeds)" if two_seeds else ""),
+        "n": len(archs),
+        "tau": kendall_tau(x, y), "tau_ci": bootstrap_ci(x, y, kendall_tau),
+        "rho": spearman_rho(x, y), "rho_ci": bootstrap_ci(x, y, spearman_rho),
+        "seed_tau": ceiling,
+        "cost_s": statistics.fmean(cost),
+    }
+
+
+def analyse(results: Path, work: Path, out_dir: Path, command: str, machine: str) -> Path:
+    """Write ``proxy_fidelity.md`` and ``proxy_fidelity.json`` into ``out_dir``."""
+    recs = _load(results)
+    r20 = [r for r in recs if r.get("group") != "r56"]
+    ref, ref_runs = _reference(r20)
+    cands = _candidates(r20)
+    rows = []
+    for name, cand in sorted(cands.items()):
+        for two in (False, True):
+            if two and not any(1 in v for v in cand["scores"].values()):
+                continue  # zero-cost, FLOPs and params: one value per architecture
+            row = _row(name, cand, ref, two)
+            if row is not None:
+                rows.append(row)
+    names = {r["arch_id"]: (r["name"], r["group"]) for r in recs}
+    per_arch = []
+    for a, runs in sorted(ref_runs.items(), key=lambda kv: -statistics.fmean(kv[1])):
+        zc = cands["FLOPs alone"]["scores"].get(a, {})
+        default = cands["s2000-e2-r32 @ep2 acc_small"]["scores"].get(a, {})
+        per_arch.append({"arch_id": a, "name": names[a][0], "group": names[a][1],
+                         "reference": runs, "flops": zc.get(0),
+                         "params": cands["params alone"]["scores"].get(a, {}).get(0),
+                         "default_proxy": [default.get(s) for s in (0, 1)]})
+    two_seed = [v for v in ref_runs.values() if len(v) >= 2]
+    ref_noise = {
+        "archs_with_2_seeds": len(two_seed),
+        "mean_abs_seed_diff": statistics.fmean(abs(v[0] - v[1]) for v in two_seed)
+        if two_seed else None,
+        "spread_sd_between_archs": statistics.pstdev(ref.values()) if len(ref) > 1 else None,
+        "binomial_se_at_mean": math.sqrt(statistics.fmean(ref.values())
+                                         * (1 - statistics.fmean(ref.values())) / 932)
+        if ref else None,
+    }
+    r56 = [r for r in recs if r.get("group") == "r56"]
+    stamp = dt.datetime.now().isoformat(timespec="minutes")
+    payload = {"date": stamp, "machine": machine, "command": command, "n_reference_archs":
+               len(ref), "reference_noise": ref_noise, "rows": rows, "per_arch": per_arch,
+               "r56": r56 and [{k: r.get(k) for k in ("name", "kind", "variant", "seed",
+                                                     "test_top1", "acc_large", "acc_small")}
+                               for r in r56]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "proxy_fidelity.json").write_text(json.dumps(payload, indent=1) + "\n")
+    md = _markdown(payload)
+    path = out_dir / "proxy_fidelity.md"
+    path.write_text(md)
+    return path
+
+
+def _f(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def _markdown(p: dict[str, Any]) -> str:
+    lines = [
+        "# Proxy rank fidelity on real images (cifar10-mini)",
+        "",
+        f"Date {p['date']}; machine {p['machine']}; command `{p['command']}`.",
+        "",
+        f"Reference: {p['n_reference_archs']} cifar_resnet20 architectures trained 30 epochs "
+        "(nas.retrain, cifar-cosine recipe, whole 4,660-image training split), test top-1 on "
+        "the 932 test images; mean over the seeds run.",
+        "",
+    ]
+    n = p["reference_noise"]
+
+    def pts(v: Any) -> str:
+        return _f(None if v is None else 100 * v, 1)
+
+    lines += [
+        f"Reference noise: {n['archs_with_2_seeds']} architectures with 2 seeds, mean |seed 0 − "
+        f"seed 1| = {pts(n['mean_abs_seed_diff'])} points; binomial standard error of one test "
+        f"accuracy {pts(n['binomial_se_at_mean'])} points; spread (sd) between architectures "
+        f"{pts(n['spread_sd_between_archs'])} points.",
+        "",
+        "| candidate | n | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | seed-to-seed τ | "
+        "seconds / arch |",
+        "|---|---:|---|---|---:|---:|",
+    ]
+    for r in sorted(p["rows"], key=lambda r: -r["tau"] if not math.isnan(r["tau"]) else 9):
+        lines.append(
+            f"| {r['candidate']} | {r['n']} | {_f(r['tau'])} [{_f(r['tau_ci'][0])}, "
+            f"{_f(r['tau_ci'][1])}] | {_f(r['rho'])} [{_f(r['rho_ci'][0])}, "
+            f"{_f(r['rho_ci'][1])}] | {_f(r['seed_tau'])} | {_f(r['cost_s'], 1)} |"
+        )
+    lines += ["", "## Per architecture", "",
+              "| architecture | group | MFLOPs | params | reference test top-1 (seeds) | "
+              "default proxy (seeds 0, 1) |", "|---|---|---:|---:|---|---|"]
+    for a in p["per_arch"]:
+        refs = ", ".join(f"{100 * v:.1f}" for v in a["reference"])
+        dp = ", ".join("–" if v is None else f"{100 * v:.1f}" for v in a["default_proxy"])
+        lines.append(f"| {a['name']} | {a['group']} | {_f(a['flops'] and a['flops'] / 1e6, 1)}"
+                     f" | {_f(a['params'] and a['params'] / 1e3, 1)}k | {refs} | {dp} |")
+    lines.append("")
+    return "\n".join(lines)
