@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
-from evaluators import data as D
-from evaluators.proxy import train_proxy
-from search_spaces.arch import build_model
-from search_spaces.space import SearchSpace
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evaluators import data as D  # noqa: E402
+from evaluators.proxy import train_proxy  # noqa: E402
+from experiments._machine import machine_description  # noqa: E402
+from search_spaces.arch import build_model  # noqa: E402
+from search_spaces.space import SearchSpace  # noqa: E402
 
 MINI = "imagefolder:/work/shared/data/cifar10-mini"
 OUT = Path(__file__).resolve().parent / "results"
@@ -66,8 +68,8 @@ def main() -> int:
         rows.append({"arch": name, "arch_id": arch.arch_id, "acc_old_crop_0875": old,
                      "acc_whole_image": new, "proxy_reported": res.accuracy})
         print(f"{name}: old crop {100 * old:.1f} %  whole image {100 * new:.1f} %", flush=True)
-    payload = {"date": dt.date.today().isoformat(), "machine": platform.processor() or
-               platform.machine(), "command": "python experiments/eval_crop_effect.py",
+    payload = {"date": dt.date.today().isoformat(), "machine": machine_description(),
+               "command": "python experiments/eval_crop_effect.py",
                "validation_images": len(val), "rows": rows}
     OUT.mkdir(exist_ok=True)
     (OUT / "eval_crop_effect.json").write_text(json.dumps(payload, indent=1) + "\n")

@@ -5,7 +5,8 @@ Architectures (cifar_resnet20 at 32x32, ``slots=all``, the search's default oper
 plus a few cifar_resnet56): one uniform network per operator setting (the papers' recipes),
 SCConv on the first convolution of every block (the SCConv paper's ResNet-56 placement),
 random architectures drawn from the feasible region of a typical budget (70 % of the all-conv
-FLOPs, spread over that region by FLOPs quantiles), and the Pareto members of a real search.
+FLOPs, spread over that region by FLOPs quantiles), and Pareto members of the product's own
+searches (``experiments/found_vs_papers.py``).
 
 **Reference**: ``python -m nas.retrain`` with the ``cifar-cosine`` recipe for 30 epochs on the
 whole training split (``--val-fraction 0``), test top-1 of the last epoch on the test split,
@@ -39,7 +40,6 @@ import datetime as dt
 import fcntl
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -80,7 +80,7 @@ def architectures(work: Path) -> list[dict[str, Any]]:
     """The benchmark's architectures: ``[{"name", "group", "arch": Architecture}]``.
 
     Deterministic: uniform and paper placements, then 8 random feasible ones (seeded), then
-    the Pareto members of the search that ``--search`` ran into ``work`` (when present).
+    the Pareto members of found_vs_papers.py's cifar_resnet20 searches in ``work``.
     """
     from evaluators.cost import get_cost_model
     from search_spaces.arch import Architecture
@@ -107,12 +107,16 @@ def architectures(work: Path) -> list[dict[str, Any]]:
     for i in range(8):  # FLOPs quantiles 1/16, 3/16, ..., 15/16 of the feasible region
         a = feasible[int((2 * i + 1) / 16 * len(feasible))]
         out.append({"name": f"r20 random {i}", "group": "random", "arch": a})
-    pareto = work / "search" / "pareto"
-    if (pareto / "pareto.json").is_file():
-        members = json.loads((pareto / "pareto.json").read_text())["members"]
-        for i, m in enumerate(members[:4]):
-            a = Architecture.from_dict(m["arch"])
-            out.append({"name": f"r20 search pareto {i}", "group": "pareto", "arch": a})
+    # Pareto members of the product's own searches (experiments/found_vs_papers.py), two
+    # per budget: the architectures a search actually proposes for retraining.
+    for share in (50, 70):
+        path = work / f"fvp-cifar_resnet20-{share}" / "pareto" / "pareto.json"
+        if path.is_file():
+            members = json.loads(path.read_text())["members"]
+            for i, m in enumerate(members[:: max(1, len(members) // 2)][:2]):
+                a = Architecture.from_dict(m["architecture"])
+                out.append({"name": f"r20 search @{share}% pareto {i}", "group": "pareto",
+                            "arch": a})
     s56 = SearchSpace("cifar_resnet56", num_classes=10, resolution=32, slots="all")
     paper56 = json.loads((HERE.parent / "examples" / "scconv_r56_cifar.json").read_text())
     paper56["slots"] = "all"  # the same network, written in the search's slot policy
@@ -410,21 +414,6 @@ def worker(work: Path, results: Path, kinds: set[str], stop_after: float | None)
             time.sleep(30)  # everything left is claimed by other workers
 
 
-def run_search(work: Path) -> None:
-    """A real search with the product's default proxy, whose Pareto members join the set."""
-    from evaluators.cost import get_cost_model
-
-    base = get_cost_model("cifar_resnet20", 10, 32, "all").cost(_r20_space().uniform("conv"))
-    budget = f"{BUDGET_SHARE * base.flops / 1e6:.2f}MFLOPs"
-    cmd = [sys.executable, "-m", "nas.search", "--backbone", "cifar_resnet20",
-           "--dataset", f"imagefolder:{MINI}", "--budget", budget, "--trials", "16",
-           "--objectives", "accuracy,flops", "--storage", f"sqlite:///{work}/search.db",
-           "--study", "proxy-fidelity", "--out", str(work / "search"), "--seed", "0"]
-    print(" ".join(cmd), flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run(cmd, check=True, env=env)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=Path("runs/proxy_fidelity"))
@@ -432,7 +421,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="JSON-lines results (default WORK/results.jsonl)")
     p.add_argument("--worker", action="store_true", help="run queued items until none is left")
     p.add_argument("--kinds", default="reference,proxy,zero_cost")
-    p.add_argument("--search", action="store_true", help="run the search whose Pareto set joins")
     p.add_argument("--list", action="store_true", help="print the architectures and exit")
     p.add_argument("--analyse", action="store_true", help="write the Markdown and JSON results")
     p.add_argument("--stop-after", type=float, default=None, help="seconds, then exit")
@@ -447,15 +435,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{arch.arch_id}  {it['group']:8s} {c.flops / 1e6:7.2f} MFLOPs "
                   f"{c.params / 1e3:7.1f}k  {it['name']}")
         return 0
-    if a.search:
-        run_search(a.work)
     if a.worker:
         worker(a.work, results, set(a.kinds.split(",")), a.stop_after)
     if a.analyse:
+        from experiments.found_vs_papers import _machine
         from experiments.proxy_fidelity_analysis import analyse
 
-        analyse(results, a.work, HERE / "results", " ".join(["python", *sys.argv]),
-                platform.processor())
+        analyse(results, a.work, HERE / "results", " ".join(["python", *sys.argv]), _machine())
     return 0
 
 

@@ -1,0 +1,314 @@
+"""Found architectures against the papers' hand-designed networks, on real images.
+
+1. ``--search``: ConvNAS searches ``cifar_resnet20`` (and, with ``--backbones``, more) on the
+   CIFAR-10 photographs of cifar10-mini with the product's defaults under two FLOPs budgets
+   (50 % and 70 % of the all-conv network), objectives accuracy and FLOPs.
+2. ``--worker``: every Pareto member of every search, the all-conv backbone and the papers'
+   uniform networks (SCConv(1/2, 2, 2) on the first conv of every block — the paper's R56
+   placement — and on every 3x3 conv; OctConv at alpha .25/.5/.75; LinearConv at alpha .25/.5,
+   full rank and rank 4) are retrained with one recipe and 2 seeds: ``nas.retrain``, 30 epochs
+   of ``cifar-cosine`` on the whole training split, test top-1 of the last epoch. The runs are
+   the proxy-fidelity benchmark's reference runs (same recipe, same folders, same results
+   file), so a network trained for one benchmark counts for the other.
+3. ``--latency``: batch-1 latency of every compared network in one interleaved run on this
+   machine (1 thread; CPU time and wall time; median over rounds of per-round medians).
+4. ``--analyse``: table (accuracy +- sd over seeds, FLOPs, params, latency), the plot of
+   accuracy against FLOPs and against latency with seed error bars, and a per-paper-network
+   comparison (is there a found network at least as accurate at no more FLOPs / latency?).
+
+    python experiments/found_vs_papers.py --work /work/pf --search
+    python experiments/found_vs_papers.py --work /work/pf --worker
+    python experiments/found_vs_papers.py --work /work/pf --latency --analyse
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments._machine import command_line, machine_description  # noqa: E402
+from experiments.proxy_fidelity import (  # noqa: E402
+    MINI,
+    append,
+    claim,
+    done_keys,
+    run_reference,
+)
+
+HERE = Path(__file__).resolve().parent
+BUDGETS = (0.5, 0.7)
+TRIALS = 24
+SEEDS = (0, 1)
+
+
+def _space(backbone: str) -> Any:
+    from search_spaces.space import SearchSpace
+
+    return SearchSpace(backbone, num_classes=10, resolution=32, slots="all")
+
+
+def _base_flops(backbone: str) -> int:
+    from evaluators.cost import get_cost_model
+
+    return get_cost_model(backbone, 10, 32, "all").cost(_space(backbone).uniform("conv")).flops
+
+
+def search_name(backbone: str, share: float) -> str:
+    return f"fvp-{backbone}-{round(100 * share)}"
+
+
+def run_searches(work: Path, backbones: list[str]) -> None:
+    for backbone in backbones:
+        for share in BUDGETS:
+            name = search_name(backbone, share)
+            out = work / name
+            if (out / "pareto" / "pareto.json").is_file():
+                print(f"{name}: done", flush=True)
+                continue
+            budget = f"{share * _base_flops(backbone) / 1e6:.3f}MFLOPs"
+            cmd = [sys.executable, "-m", "nas.search", "--backbone", backbone,
+                   "--dataset", f"imagefolder:{MINI}", "--budget", budget,
+                   "--trials", str(TRIALS), "--objectives", "accuracy,flops",
+                   "--storage", f"sqlite:///{work}/found_vs_papers.db", "--study", name,
+                   "--out", str(out), "--seed", "0"]
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def networks(work: Path, backbones: list[str]) -> list[dict[str, Any]]:
+    """``[{"name", "group", "arch"}]``: paper networks, all-conv, and every Pareto member."""
+    from search_spaces.arch import Architecture
+
+    out = []
+    for backbone in backbones:
+        space = _space(backbone)
+        short = backbone.replace("cifar_resnet", "r")
+        out.append({"name": f"{short} all conv", "group": "backbone",
+                    "arch": space.uniform("conv")})
+        first = {p: ("scconv(a=0.5,r=2,g=2)" if p.endswith(".conv1") else "conv")
+                 for p in space.choices}
+        out.append({"name": f"{short} SCConv first conv of each block (paper)",
+                    "group": "paper", "arch": space.to_architecture(first)})
+        for label in ("scconv(a=0.5,r=2,g=2)", "oct(a=0.25)", "oct(a=0.5)", "oct(a=0.75)",
+                      "linear(a=0.25,rank=full)", "linear(a=0.25,rank=4)",
+                      "linear(a=0.5,rank=full)", "linear(a=0.5,rank=4)"):
+            out.append({"name": f"{short} all {label} (paper)", "group": "paper",
+                        "arch": space.uniform(label)})
+        for share in BUDGETS:
+            name = search_name(backbone, share)
+            path = work / name / "pareto" / "pareto.json"
+            if not path.is_file():
+                continue
+            for i, m in enumerate(json.loads(path.read_text())["members"]):
+                out.append({"name": f"{short} found @{round(100 * share)}% #{i}",
+                            "group": f"found {round(100 * share)}%",
+                            "arch": Architecture.from_dict(m["architecture"]),
+                            "proxy_accuracy": m.get("accuracy")})
+    return out
+
+
+def work_items(nets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Seed 0 of everything before any seed 1.
+    return [{"kind": "reference", "seed": s, "arch": n} for s in SEEDS for n in nets]
+
+
+def worker(work: Path, results: Path, backbones: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    nets = networks(work, backbones)
+    while True:
+        done = done_keys(results)
+        todo = [i for i in work_items(nets)
+                if f"reference-{i['arch']['arch'].arch_id}-s{i['seed']}" not in done]
+        if not todo:
+            print("nothing left to do", flush=True)
+            return
+        ran = False
+        for item in todo:
+            key = f"reference-{item['arch']['arch'].arch_id}-s{item['seed']}"
+            with claim(work, key) as held:
+                if held is None:
+                    continue
+                t0 = time.time()
+                print(f"{dt.datetime.now():%H:%M:%S} start {key} ({item['arch']['name']})",
+                      flush=True)
+                rec = run_reference(item, work)
+                rec.update(key=key, kind="reference", arch_id=item["arch"]["arch"].arch_id,
+                           name=item["arch"]["name"], group=item["arch"]["group"],
+                           seed=item["seed"], variant=None, wall_s=time.time() - t0,
+                           finished=dt.datetime.now().isoformat(timespec="seconds"))
+                append(results, rec)
+                ran = True
+                break
+        if not ran:
+            time.sleep(30)
+
+
+def measure_latency(nets: list[dict[str, Any]], rounds: int = 7, passes: int = 20) -> dict:
+    """Batch-1 latency per network: interleaved rounds, 1 thread, CPU and wall time (ms)."""
+    import random
+
+    import torch
+
+    from search_spaces.arch import build_model
+
+    torch.set_num_threads(1)
+    models = {}
+    for n in nets:
+        a = n["arch"]
+        if a.arch_id not in models:
+            torch.manual_seed(0)
+            models[a.arch_id] = build_model(a).eval()
+    x = torch.randn(1, 3, 32, 32)
+    cpu: dict[str, list[float]] = {k: [] for k in models}
+    wall: dict[str, list[float]] = {k: [] for k in models}
+    rng = random.Random(0)
+    with torch.inference_mode():
+        for m in models.values():  # warm-up
+            for _ in range(5):
+                m(x)
+        for _ in range(rounds):
+            order = list(models)
+            rng.shuffle(order)
+            for k in order:
+                c, w = [], []
+                for _ in range(passes):
+                    t_c, t_w = time.thread_time(), time.perf_counter()
+                    models[k](x)
+                    c.append(time.thread_time() - t_c)
+                    w.append(time.perf_counter() - t_w)
+                cpu[k].append(1e3 * statistics.median(c))
+                wall[k].append(1e3 * statistics.median(w))
+    return {k: {"cpu_ms": statistics.median(cpu[k]), "wall_ms": statistics.median(wall[k]),
+                "cpu_ms_range": [min(cpu[k]), max(cpu[k])]} for k in models}
+
+
+def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evaluators.cost import get_cost_model
+
+    nets = networks(work, backbones)
+    lat_path = work / "latency.json"
+    lat = json.loads(lat_path.read_text()) if lat_path.is_file() else {}
+    acc: dict[str, list[float]] = {}
+    for line in results.read_text().splitlines():
+        r = json.loads(line)
+        if r["kind"] == "reference":
+            acc.setdefault(r["arch_id"], []).append(r["test_top1"])
+    rows, seen = [], set()
+    for n in nets:
+        a = n["arch"]
+        if a.arch_id in seen:
+            continue
+        seen.add(a.arch_id)
+        c = get_cost_model(a.backbone, a.num_classes, a.resolution, a.slots).cost(a)
+        accs = acc.get(a.arch_id, [])
+        rows.append({"name": n["name"], "group": n["group"], "arch_id": a.arch_id,
+                     "flops": c.flops, "params": c.params, "acc": accs,
+                     "acc_mean": statistics.fmean(accs) if accs else None,
+                     "acc_sd": statistics.stdev(accs) if len(accs) > 1 else None,
+                     "latency_cpu_ms": lat.get(a.arch_id, {}).get("cpu_ms"),
+                     "proxy_accuracy": n.get("proxy_accuracy")})
+    comparisons = []
+    found = [r for r in rows if r["group"].startswith("found") and r["acc_mean"] is not None]
+    for p in rows:
+        if p["group"] not in ("paper", "backbone") or p["acc_mean"] is None:
+            continue
+        better = [f for f in found if f["acc_mean"] >= p["acc_mean"]]
+        by_flops = [f["name"] for f in better if f["flops"] <= p["flops"]]
+        by_lat = [f["name"] for f in better if p["latency_cpu_ms"] and f["latency_cpu_ms"]
+                  and f["latency_cpu_ms"] <= p["latency_cpu_ms"]]
+        comparisons.append({"paper": p["name"], "found_dominating_by_flops": by_flops,
+                            "found_dominating_by_latency": by_lat})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    colours = {"backbone": "black", "paper": "tab:blue", "found 50%": "tab:red",
+               "found 70%": "tab:orange"}
+    for ax, key, label in ((axes[0], "flops", "MFLOPs"), (axes[1], "latency_cpu_ms",
+                                                          "latency, batch 1, 1 thread (CPU ms)")):
+        for group, colour in colours.items():
+            pts = [r for r in rows if r["group"] == group and r["acc_mean"] is not None
+                   and r[key] is not None]
+            if not pts:
+                continue
+            xs = [r[key] / 1e6 if key == "flops" else r[key] for r in pts]
+            ax.errorbar(xs, [100 * r["acc_mean"] for r in pts],
+                        yerr=[100 * (r["acc_sd"] or 0) for r in pts], fmt="o", color=colour,
+                        label=group, capsize=3)
+            if group == "paper":
+                for xv, r in zip(xs, pts):
+                    ax.annotate(r["name"].split(" ", 1)[1].replace(" (paper)", ""),
+                                (xv, 100 * r["acc_mean"]), fontsize=6, alpha=0.7)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test top-1 (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("cifar_resnet20 on cifar10-mini: found (ConvNAS) vs the papers' networks, "
+                 "30-epoch retraining, mean ± sd over seeds")
+    fig.tight_layout()
+    out = HERE / "results"
+    fig.savefig(out / "found_vs_papers.png", dpi=120)
+    payload = {"date": dt.date.today().isoformat(), "machine": machine_description(),
+               "command": command,
+               "rows": rows, "comparisons": comparisons}
+    (out / "found_vs_papers.json").write_text(json.dumps(payload, indent=1) + "\n")
+    lines = ["# Found architectures vs the papers' networks (cifar10-mini)", "",
+             f"{payload['date']}; {payload['machine']}; `{command}`.", "",
+             "| network | group | test top-1 (mean ± sd, seeds) | MFLOPs | params | "
+             "latency (CPU ms) | proxy acc |", "|---|---|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: r["flops"]):
+        a = "–" if r["acc_mean"] is None else (
+            f"{100 * r['acc_mean']:.1f} ± {100 * (r['acc_sd'] or 0):.1f} ({len(r['acc'])})")
+        lat_s = "–" if r["latency_cpu_ms"] is None else f"{r['latency_cpu_ms']:.2f}"
+        px = "–" if r["proxy_accuracy"] is None else f"{100 * r['proxy_accuracy']:.1f}"
+        lines.append(f"| {r['name']} | {r['group']} | {a} | {r['flops'] / 1e6:.2f} | "
+                     f"{r['params'] / 1e3:.1f}k | {lat_s} | {px} |")
+    lines += ["", "Paper networks and a found network at least as accurate (mean) at no more "
+              "FLOPs / no more latency:", ""]
+    for c in comparisons:
+        lines.append(f"- {c['paper']}: FLOPs {', '.join(c['found_dominating_by_flops']) or 'none'}"
+                     f"; latency {', '.join(c['found_dominating_by_latency']) or 'none'}")
+    (out / "found_vs_papers.md").write_text("\n".join(lines) + "\n")
+    return out / "found_vs_papers.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=Path("runs/proxy_fidelity"))
+    p.add_argument("--results", type=Path, default=None)
+    p.add_argument("--backbones", default="cifar_resnet20")
+    p.add_argument("--search", action="store_true")
+    p.add_argument("--worker", action="store_true")
+    p.add_argument("--latency", action="store_true")
+    p.add_argument("--analyse", action="store_true")
+    a = p.parse_args(argv)
+    backbones = a.backbones.split(",")
+    results = a.results or a.work / "results.jsonl"
+    if a.search:
+        run_searches(a.work, backbones)
+    if a.worker:
+        worker(a.work, results, backbones)
+    if a.latency:
+        lat = measure_latency(networks(a.work, backbones))
+        (a.work / "latency.json").write_text(json.dumps(lat, indent=1))
+    if a.analyse:
+        print(analyse(a.work, results, backbones, command_line()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
