@@ -40,7 +40,8 @@ class EvalConfig:
     proxy_epochs: int = 2
     proxy_subset: int | None = 2000
     proxy_resolution: int | None = None
-    val_fraction: float = 0.1
+    val_fraction: float = 0.25
+    val_size: int | None = 2000
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float = 0.05
@@ -117,6 +118,7 @@ def validate_config(config: EvalConfig) -> None:
         raise ValueError(f"seed must be a non-negative integer, got {c.seed!r}")
     if not _is_num(c.val_fraction) or not 0 < c.val_fraction < 1:
         raise ValueError(f"val_fraction must be a number in (0, 1), got {c.val_fraction!r}")
+    positive_int("val_size", none_ok=True)
     if c.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {c.optimizer!r}")
     if c.schedule not in SCHEDULES:

@@ -145,6 +145,7 @@ class Evaluator:
                 data_dir=c.data_dir,
                 val_fraction=c.val_fraction,
                 subset=c.proxy_subset,
+                val_size=c.val_size,
                 resolution=resolution,
                 augment=augment,
                 seed=c.seed,

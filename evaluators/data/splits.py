@@ -135,9 +135,11 @@ def proxy_split(
     largest remainder). It depends only on ``(seed, val_fraction, N)``, never on ``subset``, so
     proxy train and validation images never overlap whatever the subset. ``subset`` caps the
     training part (a stratified, seeded choice among the remaining images; capped at what is
-    there); ``val_size`` caps the validation part and defaults, when ``subset`` is given, to the
-    same proportion, ``round(subset * val_fraction / (1 - val_fraction))``. Smaller subsets of
-    the same seed are nested in larger ones.
+    there); ``val_size`` caps the validation part (a stratified choice within it; default: the
+    whole part). Neither depends on the other: a small training subset is still validated on
+    the same, large validation part, so every candidate of a search is ranked on the same
+    images with a binomial error that does not grow as the subset shrinks. Smaller subsets (and
+    smaller ``val_size``) of the same seed are nested in larger ones.
 
     The training part uses ``augment``; the validation part the evaluation pipeline. Both are
     ``torch.utils.data.Subset`` objects with sorted indices over the train split at
@@ -183,8 +185,6 @@ def proxy_split(
     train_idx = rest
     if subset is not None and subset < rest.numel():
         train_idx = _stratified_take(labels, rest, subset)
-    if val_size is None and subset is not None:
-        val_size = max(1, round(subset * val_fraction / (1 - val_fraction)))
     if val_size is not None and val_size < val_idx.numel():
         val_idx = _stratified_take(labels, val_idx, val_size)
     val_view = _eval_view(base)

@@ -613,18 +613,38 @@ def test_proxy_subsets_nest_and_never_touch_validation():
     )
     big_train, _ = proxy_split("synthetic", synthetic_size=2000, resolution=8, seed=1, subset=400)
     assert len(small_train) == 100 and len(big_train) == 400
-    assert len(small_val) == round(100 * 0.1 / 0.9)  # proportional by default
+    assert small_val.indices == full_val.indices  # the whole validation part, whatever subset
     assert set(small_train.indices) <= set(big_train.indices) <= set(full_train.indices)
-    assert set(small_val.indices) <= set(full_val.indices)
     assert not set(big_train.indices) & set(full_val.indices)
     counts = torch.bincount(full_train.dataset.labels[small_train.indices], minlength=10)
     assert counts.tolist() == [10] * 10  # stratified
     _, val50 = proxy_split(
         "synthetic", synthetic_size=2000, resolution=8, seed=1, subset=100, val_size=50
     )
-    assert len(val50) == 50
+    assert len(val50) == 50 and set(val50.indices) <= set(full_val.indices)
     capped, _ = proxy_split("synthetic", synthetic_size=2000, resolution=8, seed=1, subset=10**6)
     assert len(capped) == len(full_train)
+
+
+@pytest.mark.parametrize("subset", [20, 300, None])
+def test_validation_split_size_rule_does_not_depend_on_the_subset(subset):
+    # The rule the search ranks by (issue 10): round(val_fraction * N) images held out of the
+    # train split, the same images whatever the training subset; val_size takes a stratified,
+    # nested part of them.
+    train, val = proxy_split(
+        "synthetic", synthetic_size=1200, resolution=8, seed=3, val_fraction=0.25, subset=subset
+    )
+    assert len(val) == 300
+    assert len(train) == (900 if subset is None else subset)
+    ref = proxy_split("synthetic", synthetic_size=1200, resolution=8, seed=3, val_fraction=0.25)
+    assert val.indices == ref[1].indices
+    _, capped = proxy_split(
+        "synthetic", synthetic_size=1200, resolution=8, seed=3, val_fraction=0.25,
+        subset=subset, val_size=100,
+    )
+    assert len(capped) == 100 and set(capped.indices) <= set(val.indices)
+    labels = val.dataset.labels
+    assert torch.bincount(labels[capped.indices], minlength=10).tolist() == [10] * 10
 
 
 def test_proxy_split_augments_train_only_and_sets_resolution():

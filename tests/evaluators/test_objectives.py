@@ -271,3 +271,19 @@ def test_evaluate_on_cuda():
     m = Evaluator(_cfg(device="cuda", proxy_epochs=1, zero_cost="synflow")).evaluate(arch)
     assert m.failure is None and m.extra["proxy"]["amp"] in ("bfloat16", "float16")
     assert m.extra["proxy"]["device"].startswith("cuda") and m.latency_ms > 0
+
+
+@pytest.mark.parametrize("n_images, expected_val", [(4000, 1000), (10000, 2000)])
+def test_default_validation_split_is_a_quarter_of_train_at_most_2000(n_images, expected_val):
+    # The proxy's validation rule (issue 10): val_fraction 0.25 of the train split, capped at
+    # val_size 2,000 images, whatever the training subset (2,000 images by default).
+    c = EvalConfig(extra={"synthetic_size": n_images})
+    assert (c.val_fraction, c.val_size, c.proxy_subset) == (0.25, 2000, 2000)
+    train, val = Evaluator(c).loaders(8, 10)
+    assert len(val.dataset) == expected_val
+    assert len(train.dataset) == 2000
+
+
+def test_val_size_is_validated():
+    with pytest.raises(ValueError, match=r"val_size must be an integer >= 1 or None, got 0"):
+        validate_config(EvalConfig(val_size=0))
