@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 MINI = "/work/shared/data/cifar10-mini"
 BUDGET_SHARE = 0.7
 REF_EPOCHS = 30
@@ -451,10 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.worker:
         worker(a.work, results, set(a.kinds.split(",")), a.stop_after)
     if a.analyse:
-        from experiments.found_vs_papers import _machine
+        from experiments._machine import command_line, machine_description
         from experiments.proxy_fidelity_analysis import analyse
 
-        analyse(results, a.work, HERE / "results", " ".join(["python", *sys.argv]), _machine())
+        analyse(results, a.work, HERE / "results", command_line(), machine_description())
     return 0
 
 
