@@ -41,9 +41,12 @@ def _si(n: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from search_spaces.arch import ArchitectureError, build_model, load_architecture
+    from search_spaces.syntax import ArchitectureError, read_architecture_file
 
     try:
+        read_architecture_file(args.arch)  # a broken file is named before torch is imported
+        from search_spaces.arch import build_model, load_architecture
+
         arch = load_architecture(args.arch)
     except ArchitectureError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -93,11 +93,11 @@ def resolve_device(device: str) -> str:
 
 def prepare(config: SearchConfig) -> Plan:
     """Validate everything and build the space; raises ``ValueError`` with one sentence."""
+    c = config
+    objectives, rungs = check_config(c)  # before torch is imported: quick errors stay quick
     from evaluators.objectives import EvalConfig
     from nas.backends.optuna_storage import study_settings
 
-    c = config
-    objectives, rungs = check_config(c)
     evaluator_spec = c.evaluator or DEFAULT_EVALUATOR
     evaluate = load_evaluator(evaluator_spec)
 

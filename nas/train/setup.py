@@ -58,12 +58,18 @@ class Setup:
     """
 
     def _prepare(self) -> None:
+        from search_spaces.syntax import ArchitectureError, read_architecture_file
+
+        a = self.args
+        try:
+            read_architecture_file(a.arch)  # a broken file is named before torch is imported
+        except ArchitectureError as e:
+            raise UserError(str(e)) from None
         import torch
 
         from evaluators import data as D
-        from search_spaces.arch import ArchitectureError, load_architecture
+        from search_spaces.arch import load_architecture
 
-        a = self.args
         try:
             self.arch = load_architecture(a.arch)
         except ArchitectureError as e:

@@ -163,3 +163,126 @@ def test_export_refuses_an_out_that_cannot_be_written(stored, here, capsys, out,
     assert _code(export_main, ["--storage", str(stored), "--out", out]) == 2
     _one_line(capsys.readouterr().err, match.format(here=here))
     assert _tree(here) == ["afile"]
+
+
+# -- 4, 5: architecture and config files that are deeply nested, folders or devices ----------
+DEEP_JSON = '{"a": ' * 100_000
+DEEP_LIST = "[" * 100_000
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (DEEP_JSON, "not a usable JSON document: its objects or lists are nested too deeply"),
+        (DEEP_LIST, "not a usable JSON document: its objects or lists are nested too deeply"),
+        ('{"format": ', "not valid JSON: Expecting value at line 1"),
+    ],
+    ids=["deep-object", "deep-list", "truncated"],
+)
+@pytest.mark.parametrize("command", ["describe", "retrain"])
+def test_a_broken_architecture_file_is_one_line(here, capsys, command, content, match):
+    (here / "arch.json").write_text(content)
+    if command == "describe":
+        from nas.describe import main as describe_main
+
+        code = _code(describe_main, ["arch.json"])
+    else:
+        code = _code(retrain_main, ["arch.json", "--dataset", "synthetic", "--out", "o"])
+    assert code == 2
+    _one_line(capsys.readouterr().err, f"arch.json: {match}")
+    assert _tree(here) == ["afile", "arch.json"]
+
+
+@pytest.mark.parametrize(
+    "path, match",
+    [
+        (".", "architecture file '.' is a folder, not a file"),
+        ("/dev/null", "architecture file '/dev/null' is a device, not a file"),
+        ("nope.json", "architecture file 'nope.json' does not exist"),
+    ],
+)
+@pytest.mark.parametrize("command", ["describe", "retrain"])
+def test_a_folder_or_a_device_as_architecture_file_is_named_as_such(
+    here, capsys, command, path, match
+):
+    if command == "describe":
+        from nas.describe import main as describe_main
+
+        code = _code(describe_main, [path])
+    else:
+        code = _code(retrain_main, [path, "--dataset", "synthetic", "--out", "o"])
+    assert code == 2
+    _one_line(capsys.readouterr().err, match)
+    assert _tree(here) == ["afile"]
+
+
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("deep.json", DEEP_JSON, "config file 'deep.json': its objects or lists are nested too"),
+        ("deep.toml", "a = " + DEEP_LIST, "config file 'deep.toml': its tables are nested too"),
+        ("lr.json", '{"lr": -1}', "config file 'lr.json': lr must be a positive number, got -1"),
+        ("lr.toml", "lr = -1", "config file 'lr.toml': lr must be a positive number, got -1"),
+        ("r.json", '{"recipe": "nope"}', "config file 'r.json': unknown recipe 'nope'; valid"),
+        ("m.json", '{"milestones": [0]}', "milestones must be a list of epochs >= 1, got [0]"),
+        (".", None, "config file '.' is a folder, not a JSON or TOML file"),
+        ("/dev/null", None, "config file '/dev/null' is a device or other special file"),
+    ],
+    ids=["deep-json", "deep-toml", "lr-json", "lr-toml", "recipe", "milestones", "dir", "dev"],
+)
+def test_config_files_are_checked_whole_even_where_a_flag_overrides_them(
+    here, capsys, name, content, match
+):
+    (here / "arch.json").write_text(json.dumps(ARCH))
+    before = ["afile", "arch.json"]
+    if content is not None:
+        (here / name).write_text(content)
+        before = sorted([*before, name])
+    argv = ["arch.json", "--dataset", "synthetic", "--out", "o", "--config", name]
+    # --lr and --milestones given on the command line: the file's bad values are still refused
+    assert _code(retrain_main, [*argv, "--lr", "0.1", "--milestones", "2"]) == 2
+    _one_line(capsys.readouterr().err, match)
+    assert _tree(here) == before
+
+
+# -- 8: mistakes found without torch, in well under a second ----------------------------------
+QUICK = [
+    ("nas.search", ["--ops", "conv,foo", "--dataset", "synthetic"], "unknown operator 'foo'"),
+    ("nas.search", ["--ops", "oct(b=1)"], "bad parameter 'b=1' for oct; allowed: alpha"),
+    ("nas.search", ["--ops", "oct(a=x)"], "parameter value 'x' in 'oct(a=x)' is not a number"),
+    ("nas.retrain", ["bad.json", "--dataset", "synthetic"], "bad.json: not valid JSON"),
+    ("nas.retrain", ["fmt.json", "--dataset", "synthetic"], "format must be 'convnas.arch/1'"),
+    ("nas.describe", ["bad.json"], "bad.json: not valid JSON"),
+    ("nas.describe", ["/dev/null"], "is a device, not a file"),
+]
+
+
+@pytest.mark.parametrize("module, argv, match", QUICK, ids=[" ".join(q[1]) for q in QUICK])
+def test_quick_mistakes_are_reported_before_torch_is_imported(here, module, argv, match):
+    import subprocess
+
+    (here / "bad.json").write_text('{"format": ')
+    (here / "fmt.json").write_text('{"format": "convnas.arch/2"}')
+    code = (
+        "import sys\n"
+        f"from {module} import main\n"
+        f"rc = main({argv!r})\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch', rc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.stdout.strip() == "no torch 2", r.stdout + r.stderr
+    _one_line(r.stderr, match)
+    assert _tree(here) == ["afile", "bad.json", "fmt.json"]
+
+
+def test_the_torch_free_operator_table_matches_the_real_one():
+    from search_spaces.ops import OPS
+    from search_spaces.slots import SLOT_POLICIES
+    from search_spaces.syntax import OP_SIGNATURES, SLOT_POLICY_NAMES
+
+    assert {n: (i.label, dict(i.hparams)) for n, i in OPS.items()} == {
+        n: (label, dict(hp)) for n, (label, hp) in OP_SIGNATURES.items()
+    }
+    assert list(OPS) == list(OP_SIGNATURES)
+    assert SLOT_POLICY_NAMES == SLOT_POLICIES
