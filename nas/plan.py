@@ -95,10 +95,19 @@ def prepare(config: SearchConfig) -> Plan:
     """Validate everything and build the space; raises ``ValueError`` with one sentence."""
     c = config
     objectives, rungs = check_config(c)  # before torch is imported: quick errors stay quick
+    evaluator_spec = c.evaluator or DEFAULT_EVALUATOR
+    if evaluator_spec == DEFAULT_EVALUATOR:
+        from evaluators.config import EXTRA_KEYS  # no torch
+
+        unknown = sorted(set(c.evaluator_options) - set(EXTRA_KEYS))
+        if unknown:
+            raise ValueError(
+                f"evaluator option {unknown[0]!r} is not read by the built-in evaluator; its "
+                f"options are {', '.join(sorted(EXTRA_KEYS))} (a custom --evaluator gets any)"
+            )
     from evaluators.objectives import EvalConfig
     from nas.backends.optuna_storage import study_settings
 
-    evaluator_spec = c.evaluator or DEFAULT_EVALUATOR
     evaluate = load_evaluator(evaluator_spec)
 
     from evaluators.data import num_classes as dataset_classes

@@ -286,3 +286,39 @@ def test_the_torch_free_operator_table_matches_the_real_one():
     }
     assert list(OPS) == list(OP_SIGNATURES)
     assert SLOT_POLICY_NAMES == SLOT_POLICIES
+
+
+# -- 6: flags that would do nothing, options nobody reads -------------------------------------
+USELESS = [
+    (["--workers", "4"], "--workers 4 does nothing with the optuna backend; add --backend ray"),
+    (["--cpus-per-worker", "2"], "--cpus-per-worker 2.0 does nothing with the optuna backend"),
+    (["--gpus-per-worker", "1"], "--gpus-per-worker 1.0 does nothing with the optuna backend"),
+    (["--ray-address", "auto"], "ray_address 'auto' needs the ray backend (--backend ray)"),
+]
+
+
+@pytest.mark.parametrize("extra, match", USELESS, ids=[u[0][0] for u in USELESS])
+def test_ray_only_flags_are_refused_without_the_ray_backend(here, capsys, extra, match):
+    assert _code(search_main, [*SMALL, *extra]) == 2
+    _one_line(capsys.readouterr().err, match)
+    assert _tree(here) == ["afile"]
+
+
+def test_the_api_refuses_ray_only_settings_without_the_ray_backend(here):
+    with pytest.raises(ValueError, match=r"^workers=3 does nothing with the optuna backend"):
+        run_search(dataset="synthetic", workers=3, stream=io.StringIO())
+    assert _tree(here) == ["afile"]
+
+
+def test_unknown_options_of_the_built_in_evaluator_are_refused_with_the_known_ones(here, capsys):
+    argv = ["--backbone", "cifar_resnet20", "--dataset", "synthetic", "--trials", "1"]
+    assert _code(search_main, [*argv, "--evaluator-option", "max_step_per_epoch=2"]) == 2
+    _one_line(
+        capsys.readouterr().err,
+        "evaluator option 'max_step_per_epoch' is not read by the built-in evaluator; its "
+        "options are augment, cpu_threads, latency_cache_dir, max_states, max_steps_per_epoch,",
+    )
+    assert _tree(here) == ["afile"]
+    # A custom evaluator gets whatever it is given (the surrogate reads seconds_per_epoch).
+    extra = ["--evaluator-option", "seconds_per_epoch=0", "--storage", "s.db", "--out", "o"]
+    assert _code(search_main, [*SMALL, *extra]) == 0
