@@ -119,12 +119,13 @@ def parse_objectives(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     names = tuple(str(x).strip().lower() for x in items)
     bad = [n for n in names if n not in OBJECTIVE_NAMES]
+    shown = repr(value if isinstance(value, str) else ",".join(map(str, items)))
     if not names or bad:
         raise ValueError(
-            f"objectives {value!r} must be a comma-separated subset of {', '.join(OBJECTIVE_NAMES)}"
+            f"objectives {shown} must be a comma-separated subset of {', '.join(OBJECTIVE_NAMES)}"
         )
     if len(set(names)) != len(names):
-        raise ValueError(f"objectives {value!r} name an objective twice")
+        raise ValueError(f"objectives {shown} name an objective twice")
     return names
 
 

@@ -164,7 +164,9 @@ def split_menu(text: str) -> list[tuple[str, str, dict[str, tuple[Any, ...]]]]:
     (:func:`search_spaces.space.parse_menu`). Raises ``ValueError`` naming the bad entry.
     """
     if not isinstance(text, str):
-        raise ValueError(f"the operator menu must be a string like 'conv,oct', got {text!r}")
+        raise ValueError(
+            f"the operator menu must be one string like 'conv,oct', got a {type(text).__name__}"
+        )
     by_label = {label: name for name, (label, _) in OP_SIGNATURES.items()}
     by_label |= {n: n for n in OP_SIGNATURES}
     entries, depth, cur = [], 0, ""

@@ -322,3 +322,79 @@ def test_unknown_options_of_the_built_in_evaluator_are_refused_with_the_known_on
     # A custom evaluator gets whatever it is given (the surrogate reads seconds_per_epoch).
     extra = ["--evaluator-option", "seconds_per_epoch=0", "--storage", "s.db", "--out", "o"]
     assert _code(search_main, [*SMALL, *extra]) == 0
+
+
+# -- 7: messages that say what is wrong and what is accepted ----------------------------------
+def _pymysql_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pymysql") is None
+
+
+STORAGES = [
+    ("junk.log", "storage 'junk.log' is not an Optuna journal file (its first line is not a"),
+    ("foo://h/db", "unknown database 'foo' (known: sqlite, postgresql, mysql, mariadb); accepted"),
+    ("redis://h", "accepted: sqlite:///runs/convnas.db, postgresql+psycopg://user@host/db, mysql"),
+    ("runs/x.txt", "is not a database URL or a file; accepted: sqlite:///runs/convnas.db"),
+]
+if _pymysql_missing():
+    STORAGES += [
+        (
+            "mysql://u@127.0.0.1/db",
+            "the mysql driver 'MySQLdb' is not installed; install the mysql extra "
+            "(pip install -e '.[mysql]') and write the URL as mysql+pymysql://",
+        ),
+        ("mysql+pymysql://u@127.0.0.1/db", "the mysql driver 'pymysql' is not installed; inst"),
+    ]
+
+
+@pytest.mark.parametrize("storage, match", STORAGES, ids=[s for s, _ in STORAGES])
+def test_storage_messages_name_the_problem_and_the_accepted_forms(here, capsys, storage, match):
+    (here / "junk.log").write_text("hello\n")
+    assert _code(search_main, [*SMALL, "--storage", storage]) == 2
+    _one_line(capsys.readouterr().err, match)
+    assert _tree(here) == ["afile", "junk.log"]
+    assert (here / "junk.log").read_text() == "hello\n"
+
+
+def test_export_names_a_file_that_is_not_a_journal(here, capsys):
+    (here / "junk.log").write_text("hello\n")
+    assert _code(export_main, ["--storage", "junk.log"]) == 2
+    _one_line(capsys.readouterr().err, "storage 'junk.log' is not an Optuna journal file")
+    assert _tree(here) == ["afile", "junk.log"]
+
+
+FIDELITIES = [
+    (["--proxy-epochs", "1", "--fidelities", "x"], "fidelities 'x' must be 'auto', 'off' or"),
+    (["--proxy-epochs", "1", "--fidelities", "x"], "ending at --proxy-epochs 1, like 1\n"),
+    (["--fidelities", "2,1"], "fidelities '2,1' must be 'auto', 'off' or increasing epoch counts"),
+    (["--proxy-epochs", "4", "--fidelities", "0,4"], "--proxy-epochs 4, like 1,2,4\n"),
+    (
+        ["--proxy-epochs", "4", "--fidelities", "1,2"],
+        "must end at --proxy-epochs 4, like 1,2,4",
+    ),
+]
+
+
+@pytest.mark.parametrize("extra, match", FIDELITIES, ids=[" ".join(f[0]) for f in FIDELITIES])
+def test_fidelity_messages_suggest_valid_values_without_python_tuples(here, capsys, extra, match):
+    assert _code(search_main, [*SMALL, *extra]) == 2
+    err = capsys.readouterr().err
+    _one_line(err, match)
+    assert "(" not in err.split("error:", 1)[1]  # no Python tuple like (2, 1)
+    assert _tree(here) == ["afile"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"fidelities": (2, 1)}, r"^fidelities '2,1' must be 'auto', 'off' or increasing"),
+        ({"objectives": ("accuracy", "speed")}, r"^objectives 'accuracy,speed' must be a comma"),
+        ({"objectives": ["flops", "flops"]}, r"^objectives 'flops,flops' name an objective twice"),
+        ({"ops": ("conv",)}, r"^the operator menu must be one string like 'conv,oct', got a tuple"),
+    ],
+)
+def test_api_messages_show_values_as_typed_not_as_python_tuples(here, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_search(dataset="synthetic", stream=io.StringIO(), **kwargs)
+    assert _tree(here) == ["afile"]
