@@ -398,3 +398,68 @@ def test_api_messages_show_values_as_typed_not_as_python_tuples(here, kwargs, ma
     with pytest.raises(ValueError, match=match):
         run_search(dataset="synthetic", stream=io.StringIO(), **kwargs)
     assert _tree(here) == ["afile"]
+
+
+# -- 9: quiet endings: a closed pipe, an empty plot, concurrent temporary files ---------------
+def test_describe_into_a_pipe_that_closes_early_ends_quietly(here):
+    import subprocess
+
+    arch = ROOT / "examples" / "resnet50_scconv_oct.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The reader is gone before describe prints (it takes a second to start): EPIPE at once.
+    reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    reader.wait()
+    r = subprocess.run(
+        [sys.executable, "-m", "nas.describe", str(arch)],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    reader.stdin.close()
+    assert r.stderr == ""  # no BrokenPipeError, no "Exception ignored"
+    assert r.returncode == 0
+
+
+def test_exporting_a_study_without_feasible_trials_warns_nothing(here):
+    import warnings
+
+    from nas.export import export_study
+
+    run_search(
+        backbone="cifar_resnet20",
+        resolution=16,
+        dataset="synthetic",
+        evaluator="experiments.surrogate:evaluate",
+        evaluator_options={"fail_fraction": 1.0},  # every candidate diverges
+        trials=2,
+        storage="s.db",
+        study="none",
+        out="o",
+        export=False,
+        stream=io.StringIO(),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "No artists with labels" was one
+        doc = json.loads(export_study("s.db", "none", "o").read_text())
+    assert doc["n_feasible"] == 0 and doc["members"] == []
+    assert (here / "o" / "pareto" / "pareto.png").stat().st_size > 0
+
+
+def test_search_config_is_written_through_a_temporary_file_of_its_own(here, monkeypatch):
+    from nas import runner
+
+    names = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        names.append(Path(src).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(runner.os, "replace", spy)
+    for _ in range(2):
+        runner.write_json(here / "search_config.json", {"a": 1})
+    assert len(names) == 2 and names[0] != names[1]
+    assert all(n.startswith(".search_config.json.") and n.endswith(".tmp") for n in names)
+    assert json.loads((here / "search_config.json").read_text()) == {"a": 1}
+    assert _tree(here) == ["afile", "search_config.json"]
