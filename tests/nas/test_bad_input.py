@@ -463,3 +463,30 @@ def test_search_config_is_written_through_a_temporary_file_of_its_own(here, monk
     assert all(n.startswith(".search_config.json.") and n.endswith(".tmp") for n in names)
     assert json.loads((here / "search_config.json").read_text()) == {"a": 1}
     assert _tree(here) == ["afile", "search_config.json"]
+
+
+# -- 10: the README's surrogate evaluator works from any folder -------------------------------
+def test_the_shipped_surrogate_evaluator_works_from_a_folder_outside_the_checkout(here):
+    import subprocess
+
+    # Only the installed packages on the path (as after pip install), not the checkout's
+    # experiments/ folder, and the working folder is elsewhere.
+    site = here / "site"
+    site.mkdir()
+    for pkg in ("nas", "evaluators", "search_spaces"):
+        (site / pkg).symlink_to(ROOT / pkg)
+    argv = [*SMALL[:-4], "--evaluator", "evaluators.surrogate:evaluate", "--trials", "2"]
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "nas.search", *argv, "--storage", "s.db", "--study", "any"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=here,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "reached 2 complete trials" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-c", "import experiments"], capture_output=True, text=True, env=env
+    )
+    assert r.returncode != 0  # the checkout's experiments/ really was out of reach
