@@ -6,9 +6,10 @@ worker receives as a dict (:func:`config_from_dict`). :func:`check_config` rejec
 with one sentence naming it before anything is built or written; the checks that need the
 space, the data or the storage's contents are :func:`nas.plan.prepare`'s.
 
-Imports :mod:`nas.storage` and :mod:`nas.halving` (and, to check ``--backend ray``,
-:mod:`nas.backends.ray_backend` when called); must not import optuna, ``evaluators``, or the
-``nas`` modules that use the config (plan, runner, search).
+Imports :mod:`nas.storage`, :mod:`nas.halving`, :mod:`search_spaces.syntax` (the operator
+menu checked as text, without torch) and, to check ``--backend ray``,
+:mod:`nas.backends.ray_backend` when called; must not import torch, optuna, ``evaluators``,
+or the ``nas`` modules that use the config (plan, runner, search).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from nas.halving import parse_fidelities
 from nas.storage import DEFAULT_STORAGE, describe_storage
+from search_spaces.syntax import split_menu
 
 __all__ = [
     "BACKEND_NAMES",
@@ -117,12 +119,13 @@ def parse_objectives(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     names = tuple(str(x).strip().lower() for x in items)
     bad = [n for n in names if n not in OBJECTIVE_NAMES]
+    shown = repr(value if isinstance(value, str) else ",".join(map(str, items)))
     if not names or bad:
         raise ValueError(
-            f"objectives {value!r} must be a comma-separated subset of {', '.join(OBJECTIVE_NAMES)}"
+            f"objectives {shown} must be a comma-separated subset of {', '.join(OBJECTIVE_NAMES)}"
         )
     if len(set(names)) != len(names):
-        raise ValueError(f"objectives {value!r} name an objective twice")
+        raise ValueError(f"objectives {shown} name an objective twice")
     return names
 
 
@@ -197,6 +200,7 @@ def check_config(c: SearchConfig) -> tuple[tuple[str, ...], tuple[int, ...]]:
         raise ValueError(f"timeout must be a positive number of seconds, got {c.timeout_s!r}")
     objectives = parse_objectives(c.objectives)
     rungs = parse_fidelities(c.fidelities, c.proxy_epochs)
+    split_menu(c.ops)  # names and syntax now; value ranges when the space is built
     _check_backend(c)
     describe_storage(c.storage)
     if c.study is not None and (not isinstance(c.study, str) or not c.study.strip()):

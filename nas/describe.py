@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,9 +42,12 @@ def _si(n: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from search_spaces.arch import ArchitectureError, build_model, load_architecture
+    from search_spaces.syntax import ArchitectureError, read_architecture_file
 
     try:
+        read_architecture_file(args.arch)  # a broken file is named before torch is imported
+        from search_spaces.arch import build_model, load_architecture
+
         arch = load_architecture(args.arch)
     except ArchitectureError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -121,7 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # ``... | head`` stopped reading: end quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ normalised objectives: accuracy as is (reference 0), FLOPs and params divided by
 (or, without one, by the most expensive architecture of the space), latency by its budget (or
 by 1.1 x the slowest feasible trial), each with reference 1; it lies in [0, 1].
 
-Imports :mod:`nas.storage`, :mod:`nas.naming` and, when called, :mod:`nas.backends` (to read
-the study); must not import :mod:`nas.search` or :mod:`nas.runner`, which call it.
+Imports :mod:`nas.storage`, :mod:`nas.naming`, :mod:`nas.paths` and, when called,
+:mod:`nas.backends` (to read the study); must not import :mod:`nas.search` or
+:mod:`nas.runner`, which call it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.naming import study_folder
+from nas.paths import check_writable_folder
 from nas.storage import DEFAULT_STORAGE, describe_storage, storage_file
 
 __all__ = ["build_parser", "cli", "export_study", "main", "pareto_members"]
@@ -199,7 +201,8 @@ def _plot(
         fontsize=9,
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # nothing feasible and no budget: no legend
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -306,8 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             study = names[0]
         out = Path(args.out) if args.out else Path("runs") / study_folder(study)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"out {str(out)!r} exists and is not a folder")
+        check_writable_folder(out, f"out {str(out)!r}")
         from nas.backends.results import load_rows
 
         load_rows(args.storage, study)  # raises for an unknown study, before writing

@@ -101,35 +101,49 @@ class FidelityLadder:
         )
 
 
+def _auto_rungs(proxy_epochs: int) -> tuple[int, ...]:
+    rungs, e = [], proxy_epochs
+    while e >= 1:
+        rungs.append(e)
+        e //= 2
+    return tuple(sorted(set(rungs)))
+
+
+def _shown(value: Any) -> str:
+    """A fidelities value as the user would type it: ``'2,1'``, not ``(2, 1)``."""
+    if isinstance(value, (list, tuple)):
+        return repr(",".join(map(str, value)))
+    return repr(value)
+
+
 def parse_fidelities(value: Any, proxy_epochs: int) -> tuple[int, ...]:
     """The rungs: ``auto`` -> halving rungs, ``off`` -> (proxy_epochs,), or explicit."""
+    example = ",".join(map(str, _auto_rungs(proxy_epochs)))  # always a valid suggestion
+    allowed = (
+        f"'auto', 'off' or increasing epoch counts ending at --proxy-epochs {proxy_epochs}, "
+        f"like {example}"
+    )
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "auto":
-            rungs, e = [], proxy_epochs
-            while e >= 1:
-                rungs.append(e)
-                e //= 2
-            return tuple(sorted(set(rungs)))
+            return _auto_rungs(proxy_epochs)
         if text == "off":
             return (proxy_epochs,)
         try:
-            value = tuple(int(x) for x in text.split(","))
+            rungs = tuple(int(x) for x in text.split(","))
         except ValueError:
-            raise ValueError(
-                f"fidelities {value!r} must be 'auto', 'off' or increasing epoch counts "
-                f"like 1,{proxy_epochs}"
-            ) from None
-    rungs = tuple(value)
+            raise ValueError(f"fidelities {_shown(value)} must be {allowed}") from None
+    else:
+        rungs = tuple(value)
     if (
         not rungs
         or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rungs)
         or any(b <= a for a, b in zip(rungs, rungs[1:]))
     ):
-        raise ValueError(f"fidelities {value!r} must be increasing positive epoch counts")
+        raise ValueError(f"fidelities {_shown(value)} must be {allowed}")
     if rungs[-1] != proxy_epochs:
         raise ValueError(
-            f"fidelities {','.join(map(str, rungs))} must end at --proxy-epochs {proxy_epochs}"
+            f"fidelities {_shown(value)} must end at --proxy-epochs {proxy_epochs}, like {example}"
         )
     return rungs
 

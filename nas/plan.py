@@ -7,10 +7,10 @@ cheapest architecture, names the study (:mod:`nas.naming`), refuses to resume a 
 with other settings, and makes sure the proxy data can be had. Every problem is a
 ``ValueError`` of one sentence, raised before a study, a folder or a file is created.
 
-Imports :mod:`nas.config`, :mod:`nas.naming`, :mod:`nas.storage`, :mod:`nas.units`, and, when
-called, ``evaluators``, ``search_spaces`` and :mod:`nas.backends.optuna_storage` (to read a
-stored study's settings); must not import :mod:`nas.runner` or :mod:`nas.search` (which use
-it).
+Imports :mod:`nas.config`, :mod:`nas.naming`, :mod:`nas.paths`, :mod:`nas.storage`,
+:mod:`nas.units`, and, when called, ``evaluators``, ``search_spaces`` and
+:mod:`nas.backends.optuna_storage` (to read a stored study's settings); must not import
+:mod:`nas.runner` or :mod:`nas.search` (which use it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from nas.config import DEFAULT_EVALUATOR, SearchConfig, check_config
 from nas.naming import default_study_name, defining_settings, study_folder
+from nas.paths import check_writable_file, check_writable_folder
 from nas.storage import storage_file
 from nas.units import format_count, format_flops
 
@@ -92,12 +93,21 @@ def resolve_device(device: str) -> str:
 
 def prepare(config: SearchConfig) -> Plan:
     """Validate everything and build the space; raises ``ValueError`` with one sentence."""
+    c = config
+    objectives, rungs = check_config(c)  # before torch is imported: quick errors stay quick
+    evaluator_spec = c.evaluator or DEFAULT_EVALUATOR
+    if evaluator_spec == DEFAULT_EVALUATOR:
+        from evaluators.config import EXTRA_KEYS  # no torch
+
+        unknown = sorted(set(c.evaluator_options) - set(EXTRA_KEYS))
+        if unknown:
+            raise ValueError(
+                f"evaluator option {unknown[0]!r} is not read by the built-in evaluator; its "
+                f"options are {', '.join(sorted(EXTRA_KEYS))} (a custom --evaluator gets any)"
+            )
     from evaluators.objectives import EvalConfig
     from nas.backends.optuna_storage import study_settings
 
-    c = config
-    objectives, rungs = check_config(c)
-    evaluator_spec = c.evaluator or DEFAULT_EVALUATOR
     evaluate = load_evaluator(evaluator_spec)
 
     from evaluators.data import num_classes as dataset_classes
@@ -149,11 +159,10 @@ def prepare(config: SearchConfig) -> Plan:
     )
     study = c.study.strip() if c.study else default_study_name(settings)
     out_dir = Path(c.out) if c.out else Path("runs") / study_folder(study)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out {str(out_dir)!r} exists and is not a folder")
+    check_writable_folder(out_dir, f"out {str(out_dir)!r}")
     sf = storage_file(c.storage)
-    if sf is not None and sf.exists() and not sf.is_file():
-        raise ValueError(f"storage {c.storage!r}: {str(sf)!r} is not a file")
+    if sf is not None:
+        check_writable_file(sf, f"storage {c.storage!r}")
     existing = study_settings(c.storage, study)
     if existing is not None and existing != settings:
         key = next(

@@ -382,8 +382,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     ``recipe`` object is used, so a finished run's settings can be reused as they are.
     """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise RecipeError(f"config file {str(p)!r} does not exist")
+    if not p.is_file():
+        kind = "a folder" if p.is_dir() else "a device or other special file"
+        raise RecipeError(f"config file {str(p)!r} is {kind}, not a JSON or TOML file")
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
@@ -397,12 +400,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise RecipeError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+        except RecursionError:
+            raise RecipeError(f"config file {str(p)!r}: its tables are nested too deeply") from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise RecipeError(
                 f"config file {str(p)!r} is not valid JSON: {e.msg} at line {e.lineno}"
+            ) from None
+        except RecursionError:
+            raise RecipeError(
+                f"config file {str(p)!r}: its objects or lists are nested too deeply"
             ) from None
     if not isinstance(data, dict):
         raise RecipeError(f"config file {str(p)!r} must hold an object of recipe fields")
@@ -414,6 +423,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             f"config file {str(p)!r}: unknown recipe field {unknown[0]!r}; "
             f"fields: {', '.join(_FIELDS)}"
         )
+    # Every value is checked here, also those a command-line flag will override.
+    base = data.get("recipe")
+    if base is not None and (not isinstance(base, str) or base not in RECIPES):
+        raise RecipeError(
+            f"config file {str(p)!r}: unknown recipe {base!r}; valid recipes: {', '.join(RECIPES)}"
+        )
+    for name, value in data.items():
+        if name != "recipe":
+            try:
+                _coerce(name, value)
+            except RecipeError as e:
+                raise RecipeError(f"config file {str(p)!r}: {e}") from None
     return data
 
 

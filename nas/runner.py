@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -260,7 +261,19 @@ def _info_of(engine: Any, plan: Plan) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write ``data`` as indented JSON, atomically (a temporary file renamed over ``path``).
+
+    The temporary file has a name of its own (``mkstemp``), so writers in several processes
+    never write into one another's temporary file; the last rename wins, whole.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; the record is for colleagues too
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

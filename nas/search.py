@@ -119,8 +119,8 @@ def run_search(
     stream: TextIO | None = None,
     backend: str = "optuna",
     ray_address: str | None = None,
-    workers: int = 2,
-    cpus_per_worker: float = 1.0,
+    workers: int | None = None,
+    cpus_per_worker: float | None = None,
     gpus_per_worker: float | None = None,
 ) -> SearchResult:
     """Run (or resume) a search and export its Pareto set; the CLI is a thin layer over this.
@@ -132,12 +132,15 @@ def run_search(
     proxy-training evaluator); ``evaluator_options`` go to ``EvalConfig.extra``.
     Progress goes to ``stream`` (default: standard output; pass ``io.StringIO()`` to keep it).
     ``backend="ray"`` runs ``workers`` search workers as Ray Tune trials (``ray_address``
-    ``None``: a local Ray instance), each with ``cpus_per_worker`` CPUs and
-    ``gpus_per_worker`` GPUs (``None``: 1 when the cluster has GPUs and ``device`` is not
-    ``cpu``, else 0); see :mod:`nas.backends.ray_backend`.
+    ``None``: a local Ray instance; ``workers`` ``None``: 2), each with ``cpus_per_worker``
+    CPUs (``None``: 1) and ``gpus_per_worker`` GPUs (``None``: 1 when the cluster has GPUs and
+    ``device`` is not ``cpu``, else 0); see :mod:`nas.backends.ray_backend`. These four are
+    refused without ``backend="ray"``, where they would do nothing.
 
     Raises ``ValueError`` (one sentence naming the bad argument) before anything is written.
     """
+    ray_only = {"workers": workers, "cpus_per_worker": cpus_per_worker}
+    _refuse_ray_only(backend, {**ray_only, "gpus_per_worker": gpus_per_worker}, flags=False)
     config = SearchConfig(
         max_flops=_number(budget, parse_flops, "budget"),
         max_params=_number(max_params, parse_count, "max_params"),
@@ -167,8 +170,8 @@ def run_search(
         evaluator_options=parse_evaluator_options(evaluator_options),
         backend=backend,
         ray_address=ray_address,
-        workers=workers,
-        cpus_per_worker=cpus_per_worker,
+        workers=2 if workers is None else workers,
+        cpus_per_worker=1.0 if cpus_per_worker is None else cpus_per_worker,
         gpus_per_worker=gpus_per_worker,
     )
     if config.max_flops is not None:
@@ -177,6 +180,19 @@ def run_search(
         config = replace(config, max_params=int(round(config.max_params)))
     plan = prepare(config)
     return execute(plan, stream=sys.stdout if stream is None else stream, export=export)
+
+
+def _refuse_ray_only(backend: str, given: Mapping[str, Any], *, flags: bool) -> None:
+    """``ValueError`` for a Ray-only setting given with another backend (it would do nothing)."""
+    if backend == "ray":
+        return
+    for name, value in given.items():
+        if value is not None:
+            shown = f"--{name.replace('_', '-')} {value}" if flags else f"{name}={value!r}"
+            needs = "--backend ray" if flags else "backend='ray'"
+            raise ValueError(
+                f"{shown} does nothing with the {backend} backend; add {needs} or leave it out"
+            )
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -383,18 +399,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="Ray cluster to join: auto, ray://host:10001 (default: start a local Ray)",
     )
-    g.add_argument("--workers", type=_int_arg("workers"), default=2, help="concurrent Ray workers")
+    g.add_argument(
+        "--workers",
+        type=_int_arg("workers"),
+        default=None,
+        help="concurrent Ray workers (default: 2; needs --backend ray)",
+    )
     g.add_argument(
         "--cpus-per-worker",
         type=_float_arg("cpus per worker", positive=True),
-        default=1.0,
-        help="CPUs Ray reserves for each worker",
+        default=None,
+        help="CPUs Ray reserves for each worker (default: 1; needs --backend ray)",
     )
     g.add_argument(
         "--gpus-per-worker",
         type=_float_arg("gpus per worker", positive=False),
         default=None,
-        help="GPUs per worker, fractions allowed (default: 1 if the cluster has GPUs, else 0)",
+        help="GPUs per worker, fractions allowed (default: 1 if the cluster has GPUs, else 0; "
+        "needs --backend ray)",
     )
     return p
 
@@ -444,8 +466,8 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
         evaluator_options=parse_evaluator_options(args.evaluator_option),
         backend=args.backend,
         ray_address=args.ray_address,
-        workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker,
+        workers=2 if args.workers is None else args.workers,
+        cpus_per_worker=1.0 if args.cpus_per_worker is None else args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker,
     )
 
@@ -465,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
+        given = ("workers", "cpus_per_worker", "gpus_per_worker")
+        _refuse_ray_only(args.backend, {k: getattr(args, k) for k in given}, flags=True)
         config = _config_from_args(args)
         plan = prepare(config)
     except ValueError as e:

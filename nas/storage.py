@@ -11,9 +11,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DEFAULT_STORAGE", "dashboard_command", "describe_storage", "storage_file"]
+__all__ = [
+    "ACCEPTED",
+    "DATABASES",
+    "DEFAULT_STORAGE",
+    "dashboard_command",
+    "describe_storage",
+    "storage_file",
+]
 
 DEFAULT_STORAGE = "sqlite:///runs/convnas.db"
+#: Databases Optuna's RDB storage is used with (SQLAlchemy dialect names, ``+driver`` allowed).
+DATABASES = ("sqlite", "postgresql", "mysql", "mariadb")
+ACCEPTED = (
+    "sqlite:///runs/convnas.db, postgresql+psycopg://user@host/db, "
+    "mysql+pymysql://user@host/db, a journal file (*.log, *.journal) or a SQLite file (*.db)"
+)
 _JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
@@ -32,7 +45,13 @@ def describe_storage(storage: str) -> tuple[str, str]:
     if "://" in s:
         scheme = s.split("://", 1)[0]
         if not scheme or not all(c.isalnum() or c in "+_" for c in scheme):
-            raise ValueError(f"storage {storage!r} is not a database URL like sqlite:///x.db")
+            raise ValueError(f"storage {storage!r} is not a database URL; accepted: {ACCEPTED}")
+        database = scheme.split("+", 1)[0].lower()
+        if database not in DATABASES:
+            raise ValueError(
+                f"storage {storage!r}: unknown database {database!r} (known: "
+                f"{', '.join(DATABASES)}); accepted: {ACCEPTED}"
+            )
         if scheme.startswith("sqlite") and not s.startswith("sqlite:///"):
             raise ValueError(f"storage {storage!r}: a SQLite URL looks like sqlite:///path/x.db")
         return "rdb", s
@@ -40,10 +59,7 @@ def describe_storage(storage: str) -> tuple[str, str]:
         return "journal", s
     if s.endswith(_SQLITE_SUFFIXES):
         return "rdb", f"sqlite:///{s}"
-    raise ValueError(
-        f"storage {storage!r} is not a database URL (sqlite:///runs/convnas.db, "
-        "postgresql://..., mysql://...), a journal file (*.log, *.journal) or a SQLite file (*.db)"
-    )
+    raise ValueError(f"storage {storage!r} is not a database URL or a file; accepted: {ACCEPTED}")
 
 
 def _sqlite_path(url: str) -> Path | None:

@@ -16,9 +16,9 @@ Loading expands a file to the canonical form, which lists every slot; the id is 
 canonical JSON (sorted keys, canonical number types), so equal architectures have equal ids
 however they were written.
 
-Imports :mod:`search_spaces.ops` and :mod:`search_spaces.slots` (the backbones when
-building); must not import :mod:`search_spaces.space` (which builds on it), ``evaluators``
-or ``nas``.
+Imports :mod:`search_spaces.ops`, :mod:`search_spaces.slots` (the backbones when building)
+and :mod:`search_spaces.syntax` (the file read without torch: format, JSON, top level);
+must not import :mod:`search_spaces.space` (which builds on it), ``evaluators`` or ``nas``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ from torch import nn
 
 from search_spaces.ops import OPS, get_op
 from search_spaces.slots import SLOT_POLICIES, Slot, set_module, slots_for
+from search_spaces.syntax import (
+    ARCH_FORMAT,
+    ArchitectureError,
+    check_header,
+    loads_json,
+    parse_number,
+    read_architecture_file,
+)
 
 __all__ = [
     "ARCH_FORMAT",
@@ -51,13 +59,8 @@ __all__ = [
     "parse_number",
 ]
 
-ARCH_FORMAT = "convnas.arch/1"
 _LABEL_NAMES = {"alpha": "a"}  # short names used in readable choice labels
 _LABEL_KEYS = {v: k for k, v in _LABEL_NAMES.items()}
-
-
-class ArchitectureError(ValueError):
-    """A bad architecture file or spec; the message is one sentence naming the problem."""
 
 
 def _canonical_value(op: str, name: str, value: Any, kind: Any) -> Any:
@@ -153,24 +156,6 @@ class OpSpec:
 
 def _fmt(v: Any) -> str:
     return repr(v) if isinstance(v, float) else str(v)
-
-
-def parse_number(text: str, where: str) -> Any:
-    """A hyperparameter value of a readable label: ``2`` -> 2, ``0.5`` -> 0.5, ``full`` -> None.
-
-    Shared with :mod:`search_spaces.space`, whose operator menus use the same spelling;
-    ``where`` (the label) is named in the ``ValueError`` for anything else.
-    """
-    if text in ("full", "null", "None"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"parameter value {text!r} in {where!r} is not a number") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,33 +264,9 @@ class Architecture:
     @classmethod
     def from_dict(cls, d: Any) -> Architecture:
         """Expand a file's dict (``default`` + path/pattern ``ops``) to the canonical spec."""
-        if not isinstance(d, Mapping):
-            raise ArchitectureError(
-                f"an architecture must be a JSON object, got {type(d).__name__}"
-            )
-        fmt = d.get("format")
-        if fmt != ARCH_FORMAT:
-            raise ArchitectureError(f"format must be {ARCH_FORMAT!r}, got {fmt!r}")
-        known = {"format", "backbone", "num_classes", "resolution", "slots", "default", "ops"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ArchitectureError(
-                f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}"
-            )
-        for key in ("backbone", "num_classes", "resolution"):
-            if key not in d:
-                raise ArchitectureError(f"missing key {key!r}")
+        check_header(d)
         backbone, policy = d["backbone"], d.get("slots", "all")
-        if not isinstance(backbone, str):
-            raise ArchitectureError(f"backbone must be a string, got {backbone!r}")
         num_classes, resolution = d["num_classes"], d["resolution"]
-        for name, v in (("num_classes", num_classes), ("resolution", resolution)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ArchitectureError(f"{name} must be a positive integer, got {v!r}")
-        if policy not in SLOT_POLICIES:
-            raise ArchitectureError(
-                f"slots must be one of {', '.join(SLOT_POLICIES)}, got {policy!r}"
-            )
         try:
             slot_list = slots_for(backbone, num_classes, resolution, policy)
         except ValueError as e:
@@ -319,10 +280,6 @@ class Architecture:
 
         default = spec_of(d.get("default", {"op": "conv"}), "default")
         raw_ops = d.get("ops", {})
-        if not isinstance(raw_ops, Mapping):
-            raise ArchitectureError(
-                "ops must be an object mapping slot paths or patterns to op specs"
-            )
         paths = [s.path for s in slot_list]
         chosen: dict[str, tuple[tuple[int, int], OpSpec, str]] = {}
         for key, raw in raw_ops.items():
@@ -352,9 +309,9 @@ class Architecture:
     @classmethod
     def from_json(cls, text: str) -> Architecture:
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ArchitectureError(f"not valid JSON: {e.msg} at line {e.lineno}") from None
+            d = loads_json(text)
+        except ValueError as e:
+            raise ArchitectureError(str(e)) from None
         return cls.from_dict(d)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -381,17 +338,11 @@ def _umask() -> int:
 
 def load_architecture(path: str | os.PathLike) -> Architecture:
     """Read an architecture file; every problem is an :class:`ArchitectureError` naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise ArchitectureError(f"architecture file {str(p)!r} does not exist")
+    d = read_architecture_file(path)  # the file, the JSON and the top level, without torch
     try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ArchitectureError(f"cannot read architecture file {str(p)!r}: {e}") from None
-    try:
-        return Architecture.from_json(text)
+        return Architecture.from_dict(d)
     except ArchitectureError as e:
-        raise ArchitectureError(f"{p}: {e}") from None
+        raise ArchitectureError(f"{path}: {e}") from None
 
 
 def build_model(arch: Architecture) -> nn.Module:

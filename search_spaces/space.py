@@ -13,8 +13,8 @@ with a grid of values separated by ``|``::
 
 An entry without parentheses takes that op's default grid (:data:`DEFAULT_GRIDS`).
 
-Imports :mod:`search_spaces.arch`, :mod:`search_spaces.ops` and :mod:`search_spaces.slots`;
-must not import ``evaluators`` or ``nas``.
+Imports :mod:`search_spaces.arch`, :mod:`search_spaces.ops`, :mod:`search_spaces.slots` and
+:mod:`search_spaces.syntax` (the menu split as text); must not import ``evaluators`` or ``nas``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from search_spaces.arch import Architecture, OpSpec, parse_number
+from search_spaces.arch import Architecture, OpSpec
 from search_spaces.ops import OPS
 from search_spaces.slots import Slot, slots_for
+from search_spaces.syntax import split_menu
 
 __all__ = ["DEFAULT_GRIDS", "DEFAULT_MENU_TEXT", "SearchSpace", "parse_menu"]
 
@@ -52,39 +53,9 @@ def parse_menu(text: str) -> tuple[OpSpec, ...]:
 
     Raises ``ValueError`` naming the bad entry and the allowed operators.
     """
-    by_label = {info.label: info.name for info in OPS.values()} | {n: n for n in OPS}
-    entries, depth, cur = [], 0, ""
-    for ch in text:  # split on commas outside parentheses
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            entries.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    entries.append(cur)
     specs: list[OpSpec] = []
-    for raw in (e.strip() for e in entries):
-        if not raw:
-            raise ValueError(f"empty entry in operator menu {text!r}")
-        name, _, rest = raw.partition("(")
-        op = by_label.get(name.strip())
-        if op is None:
-            allowed = ", ".join(info.label for info in OPS.values())
-            raise ValueError(f"unknown operator {name.strip()!r} in menu; allowed: {allowed}")
-        grid = {k: tuple(v) for k, v in DEFAULT_GRIDS[op].items()}
-        if rest:
-            if not rest.endswith(")"):
-                raise ValueError(f"malformed menu entry {raw!r}: missing ')'")
-            for item in filter(None, (s.strip() for s in rest[:-1].split(","))):
-                k, eq, v = item.partition("=")
-                key = {"a": "alpha"}.get(k.strip(), k.strip())
-                if not eq or key not in OPS[op].hparams:
-                    allowed = ", ".join(OPS[op].hparams) or "none"
-                    raise ValueError(
-                        f"bad parameter {item!r} for {name.strip()}; allowed: {allowed}"
-                    )
-                grid[key] = tuple(parse_number(x.strip(), raw) for x in v.split("|"))
+    for raw, op, given in split_menu(text):
+        grid = {k: tuple(v) for k, v in DEFAULT_GRIDS[op].items()} | given
         try:
             entry_specs = _grid_specs(op, grid)
         except ValueError as e:  # an out-of-range value: say which menu entry it came from

@@ -7,7 +7,9 @@ optuna (sqlalchemy for relational databases) and :mod:`nas.storage`; must not im
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -32,7 +34,10 @@ def open_storage(storage: str, *, create: bool = True) -> optuna.storages.BaseSt
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend
 
+        if path is not None:
+            _check_journal(storage, path)
         return optuna.storages.JournalStorage(JournalFileBackend(str(url)))
+    _check_driver(storage, url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several workers (and the heartbeat thread) write to one file: wait for the lock.
@@ -45,6 +50,58 @@ def open_storage(storage: str, *, create: bool = True) -> optuna.storages.BaseSt
     if url.startswith("sqlite"):
         _tune_sqlite(rdb.engine)
     return rdb
+
+
+def _check_journal(storage: str, path: Path) -> None:
+    """An existing journal file must start with an Optuna journal record (a JSON object)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        first = f.readline(1 << 20)
+    try:
+        record = json.loads(first)
+    except (ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict) or "op_code" not in record:
+        raise ValueError(
+            f"storage {storage!r} is not an Optuna journal file (its first line is not a "
+            "journal record); name a new file or the journal of a study"
+        )
+
+
+#: database -> (the convnas extra that installs its driver, the URL scheme that uses it)
+_DRIVER_EXTRAS = {
+    "postgresql": ("postgres", "postgresql+psycopg"),
+    "mysql": ("mysql", "mysql+pymysql"),
+    "mariadb": ("mysql", "mariadb+pymysql"),
+}
+
+
+def _check_driver(storage: str, url: str) -> None:
+    """A database URL whose Python driver is missing: name the extra that installs one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        u = make_url(url)
+        dialect = u.get_dialect()
+    except (ArgumentError, NoSuchModuleError):
+        return  # opening it says what is wrong
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        database = u.get_backend_name()
+        missing = e.name or u.get_driver_name()
+        extra, scheme = _DRIVER_EXTRAS.get(database, (None, None))
+        if extra is None:
+            raise ValueError(
+                f"storage {storage!r}: its driver {missing!r} is not installed"
+            ) from None
+        use = "" if u.drivername == scheme else f" and write the URL as {scheme}://..."
+        raise ValueError(
+            f"storage {storage!r}: the {database} driver {missing!r} is not installed; "
+            f"install the {extra} extra (pip install -e '.[{extra}]'){use}"
+        ) from None
 
 
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], attempts: int = 8) -> Any:

@@ -45,9 +45,9 @@ class Run(Setup, Data, Model, Distributed, Loop, Checkpointing, Outputs, Finish)
     # -- validation (nothing is written before it is all done) --------------------------------
     # -- orchestration ------------------------------------------------------------------------
     def execute(self) -> int:
+        self._prepare()  # imports torch only once the quick checks have passed
         import torch
 
-        self._prepare()
         if self.ckpt is not None and self._already_complete():
             return self._finish_complete()
         if self.world > 1 and not torch.distributed.is_initialized():

@@ -5,8 +5,9 @@ part of :class:`nas.train.run.Run` that checks the command line against the arch
 file, the checkpoint being resumed (the source of truth for the recipe and the data), the
 recipe (``(saved | named) < --config file < flags``), the dataset and the device; every
 problem is a :class:`~nas.train.errors.UserError` raised before the output folder is touched.
-Imports :mod:`nas.recipes`, :mod:`nas.train.checkpoint`, :mod:`nas.train.errors` and, when
-called, ``evaluators`` and ``search_spaces``; must not import the other ``nas.train`` modules.
+Imports :mod:`nas.paths`, :mod:`nas.recipes`, :mod:`nas.train.checkpoint`,
+:mod:`nas.train.errors` and, when called, ``evaluators`` and ``search_spaces``; must not
+import the other ``nas.train`` modules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.paths import check_writable_folder
 from nas.recipes import Recipe, RecipeError, recipe_fields
 from nas.train.checkpoint import CheckpointError, load_checkpoint
 from nas.train.errors import UserError
@@ -56,18 +58,28 @@ class Setup:
     """
 
     def _prepare(self) -> None:
+        from search_spaces.syntax import ArchitectureError, read_architecture_file
+
+        a = self.args
+        try:
+            read_architecture_file(a.arch)  # a broken file is named before torch is imported
+        except ArchitectureError as e:
+            raise UserError(str(e)) from None
         import torch
 
         from evaluators import data as D
-        from search_spaces.arch import ArchitectureError, load_architecture
+        from search_spaces.arch import load_architecture
 
-        a = self.args
         try:
             self.arch = load_architecture(a.arch)
         except ArchitectureError as e:
             raise UserError(str(e)) from None
         arch = self.arch
         self.out = a.out if a.out is not None else Path("runs") / "retrain" / arch.arch_id
+        try:
+            check_writable_folder(self.out, f"--out {str(self.out)!r}")
+        except ValueError as e:
+            raise UserError(str(e)) from None
 
         # Resume: the checkpoint is the source of truth for the recipe and the data.
         self.ckpt: dict[str, Any] | None = None
