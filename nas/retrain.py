@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--dataset",
         default=None,
-        help="cifar10, cifar100, imagefolder:<path> or synthetic[:<classes>] "
+        help="cifar10, cifar10-sample, cifar100, imagefolder:<path> or synthetic[:<classes>] "
         "(required, except with --resume)",
     )
     g.add_argument("--data-dir", default=None, help="where CIFAR is kept/downloaded (data)")

@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--dataset",
         default="cifar10",
-        help="cifar10, cifar100, imagefolder:<path>, synthetic[:<classes>]",
+        help="cifar10, cifar10-sample (2,500 images shipped in the package), cifar100, "
+        "imagefolder:<path>, synthetic[:<classes>]",
     )
     g.add_argument("--data-dir", default="data", help="where datasets are found/downloaded")
     g.add_argument("--no-download", action="store_true", help="never download a dataset")

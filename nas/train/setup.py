@@ -105,7 +105,8 @@ class Setup:
         dataset = pick("dataset", given_dataset, None)
         if dataset is None:
             raise UserError(
-                "--dataset is required (cifar10, cifar100, imagefolder:<path>, synthetic)"
+                "--dataset is required (cifar10, cifar10-sample, cifar100, imagefolder:<path>, "
+                "synthetic)"
             )
         try:
             spec = D.parse_dataset(dataset)
