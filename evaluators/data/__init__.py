@@ -74,6 +74,7 @@ from evaluators.data.base import (
     SYNTHETIC_DEFAULT_SIZE,
     DatasetUnavailable,
 )
+from evaluators.data.cifar import cifar_unavailable
 from evaluators.data.in_memory import InMemoryImages
 from evaluators.data.loaders import make_loader
 from evaluators.data.spec import (
@@ -102,6 +103,7 @@ __all__ = [
     "DatasetUnavailable",
     "InMemoryImages",
     "SyntheticImages",
+    "cifar_unavailable",
     "default_eval_crop",
     "default_resolution",
     "load_split",
