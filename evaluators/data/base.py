@@ -30,8 +30,8 @@ __all__ = [
 #: The accepted forms of a dataset string, as shown in error messages.
 DATASET_FORMS = (
     "cifar10",
-    "cifar10-sample",
     "cifar100",
+    "cifar10-sample",
     "imagefolder:<path>",
     "synthetic",
     "synthetic:<classes>",
