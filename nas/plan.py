@@ -247,6 +247,14 @@ def check_dataset(eval_config: Any) -> None:
     from evaluators.data import DatasetUnavailable, parse_dataset
 
     spec = parse_dataset(eval_config.dataset)
+    if spec.kind == "imagefolder":
+        from evaluators.data import check_folder
+
+        try:  # the proxy carves a validation split out of the training images
+            check_folder(Path(spec.path or ""), min_per_class=2)
+        except DatasetUnavailable as e:
+            raise ValueError(str(e)) from None
+        return
     if spec.kind not in ("cifar10", "cifar100", OFFLINE_SAMPLE):
         return
     from evaluators.data import load_split

@@ -36,9 +36,10 @@ one; they are loaded with ``torch.load(weights_only=True)``, which never unpickl
 objects. ``--resume`` continues from ``last.pt`` (or a given file) with the run's own recipe
 and data settings (flags given with ``--resume`` override recipe fields, e.g. ``--epochs 300``
 to extend). A run stopped before its first checkpoint left nothing to lose: ``--resume``
-starts it again from epoch 1 (saying so), and so does the same command without ``--resume``. On CPU a run killed at any point and resumed ends with exactly the weights and
-metrics of an uninterrupted run: besides the restored RNG states, every epoch's shuffling,
-worker seeds and batched augmentation are seeded from ``(seed, epoch)``.
+starts it again from epoch 1 (saying so), and so does the same command without ``--resume``.
+On CPU a run killed at any point and resumed ends with exactly the weights and metrics of an
+uninterrupted run: besides the restored RNG states, every epoch's shuffling, worker seeds and
+batched augmentation are seeded from ``(seed, epoch)``.
 
 Devices: ``--device auto`` takes CUDA when present. On CUDA: autocast in bfloat16 where
 supported, else float16 with a ``GradScaler`` (``--amp``), ``channels_last``, optional

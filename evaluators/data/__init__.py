@@ -22,7 +22,8 @@ photographs of any size).
 * ``imagefolder:<path>``: ImageNet-style folders read by ``torchvision.datasets.ImageFolder``.
   ``<path>/train/<class>/*`` is the train split and ``<path>/test/<class>/*`` (or ``val/``) the
   test split; a folder without ``train/`` is itself the train split and has no test split.
-  The test split uses the train split's class indices.
+  The test split uses the train split's class indices. :func:`check_folder` checks such a
+  folder before use (empty or too small class folders, files that are not images).
 * ``synthetic`` (or ``synthetic:<classes>``): :class:`SyntheticImages`, a procedural, seeded
   classification task generated in memory; it needs no files and a small CNN learns it quickly.
 
@@ -75,6 +76,7 @@ from evaluators.data.base import (
     DatasetUnavailable,
 )
 from evaluators.data.cifar import cifar_unavailable
+from evaluators.data.imagefolder import check_folder
 from evaluators.data.in_memory import InMemoryImages
 from evaluators.data.loaders import make_loader
 from evaluators.data.spec import (
@@ -103,6 +105,7 @@ __all__ = [
     "DatasetUnavailable",
     "InMemoryImages",
     "SyntheticImages",
+    "check_folder",
     "cifar_unavailable",
     "default_eval_crop",
     "default_resolution",

@@ -190,6 +190,13 @@ class Setup:
                 f"output folder {str(self.out)!r} already holds a run; pass --resume to continue "
                 f"it or --out to start a new one"
             )
+        if spec.kind == "imagefolder":  # every file, before the output folder is touched
+            try:
+                D.check_folder(
+                    Path(spec.path or ""), min_per_class=2 if self.recipe.val_fraction > 0 else 1
+                )
+            except D.DatasetUnavailable as e:
+                raise UserError(str(e)) from None
         if a.sync_bn and self.world > 1 and not torch.cuda.is_available():
             raise UserError("--sync-bn needs CUDA (SyncBatchNorm has no CPU implementation)")
         if self.recipe.batch_size % self.world:
