@@ -306,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--proxy-resolution",
         type=_int_arg("proxy resolution", 8),
         default=None,
-        help="input size during proxy training (default: the dataset's)",
+        help="input size during proxy training (default: --resolution, e.g. 224 for resnet50: "
+        "CIFAR images are upsampled; 32 costs 49x fewer FLOPs)",
     )
     g.add_argument(
         "--batch-size", type=_int_arg("batch size"), default=64, help="proxy training batch"
