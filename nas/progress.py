@@ -63,8 +63,7 @@ class Progress:
         best = f"{self.best:.4f}" if self.best is not None else "-"
         counts = (
             f"{summary.n_complete}/{self.target} done, {summary.n_feasible} feasible, "
-            f"Pareto {self.pareto}, best acc under budget {best}, ETA {format_duration(eta)} "
-            f"at {format_duration(elapsed / self.done_this_run)} per trial"
+            f"Pareto {self.pareto}, best acc under budget {best}, ETA {format_duration(eta)}"
         )
         o = outcome
         acc = f"acc {o.accuracy:.4f}" if o.accuracy is not None else "acc -"
