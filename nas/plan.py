@@ -3,8 +3,9 @@
 :func:`prepare` turns a :class:`~nas.config.SearchConfig` into a :class:`Plan`: it checks the
 config (:func:`nas.config.check_config`), loads the evaluator, reads the dataset's class count,
 resolves the device, builds the search space and its cost model, refuses budgets below the
-cheapest architecture, names the study (:mod:`nas.naming`), refuses to resume a study created
-with other settings, and makes sure the proxy data can be had. Every problem is a
+cheapest architecture, picks the bundled CIFAR-10 sample when the default CIFAR-10 cannot be
+had (:func:`offline_dataset`), names the study (:mod:`nas.naming`), refuses to resume a study
+created with other settings, and makes sure the proxy data can be had. Every problem is a
 ``ValueError`` of one sentence, raised before a study, a folder or a file is created.
 
 Imports :mod:`nas.config`, :mod:`nas.naming`, :mod:`nas.paths`, :mod:`nas.storage`,
@@ -29,7 +30,18 @@ from nas.paths import check_writable_file, check_writable_folder
 from nas.storage import storage_file
 from nas.units import format_count, format_flops
 
-__all__ = ["Plan", "check_dataset", "load_evaluator", "prepare", "resolve_device"]
+__all__ = [
+    "OFFLINE_SAMPLE",
+    "Plan",
+    "check_dataset",
+    "load_evaluator",
+    "offline_dataset",
+    "prepare",
+    "resolve_device",
+]
+
+#: The dataset a search falls back to when the default CIFAR-10 cannot be had.
+OFFLINE_SAMPLE = "cifar10-sample"
 
 
 @dataclass
@@ -48,6 +60,9 @@ class Plan:
     storage: str
     device: str
     cost_range: Any
+    #: Why the default CIFAR-10 was replaced by the bundled sample (``None``: it was not);
+    #: printed as one line before the first trial and kept in ``search_config.json``.
+    offline: str | None = None
 
 
 def load_evaluator(spec: str) -> Callable[..., Any]:
@@ -91,8 +106,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def prepare(config: SearchConfig) -> Plan:
-    """Validate everything and build the space; raises ``ValueError`` with one sentence."""
+def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
+    """Validate everything and build the space; raises ``ValueError`` with one sentence.
+
+    ``sample_fallback``: the dataset is CIFAR-10 by default, not by the user's choice; when it
+    can be neither read from ``data_dir`` nor downloaded, the search uses the bundled sample
+    (:func:`offline_dataset`) instead of failing. It never applies with ``download=False``, a
+    custom evaluator or another dataset.
+    """
     c = config
     objectives, rungs = check_config(c)  # before torch is imported: quick errors stay quick
     evaluator_spec = c.evaluator or DEFAULT_EVALUATOR
@@ -147,6 +168,11 @@ def prepare(config: SearchConfig) -> Plan:
             f"{format_count(rng.max_params)}"
         )
 
+    offline = None
+    if sample_fallback and c.evaluator is None and c.download and spec.kind == "cifar10":
+        offline = offline_dataset(c.data_dir)
+        if offline is not None:
+            c = replace(c, dataset=OFFLINE_SAMPLE)
     settings = defining_settings(
         replace(c, objectives=objectives),
         space,
@@ -210,7 +236,19 @@ def prepare(config: SearchConfig) -> Plan:
         storage=c.storage,
         device=device,
         cost_range=rng,
+        offline=offline,
     )
+
+
+def offline_dataset(data_dir: str) -> str | None:
+    """Why CIFAR-10 can be neither read from ``data_dir`` nor downloaded; ``None`` when it can.
+
+    A download, when the server answers a quick probe, happens here (see
+    :func:`evaluators.data.cifar_unavailable`), before any study exists.
+    """
+    from evaluators.data import cifar_unavailable
+
+    return cifar_unavailable("cifar10", Path(data_dir).expanduser())
 
 
 def check_dataset(eval_config: Any) -> None:
@@ -218,7 +256,15 @@ def check_dataset(eval_config: Any) -> None:
     from evaluators.data import DatasetUnavailable, parse_dataset
 
     spec = parse_dataset(eval_config.dataset)
-    if spec.kind not in ("cifar10", "cifar100"):
+    if spec.kind == "imagefolder":
+        from evaluators.data import check_folder
+
+        try:  # the proxy carves a validation split out of the training images
+            check_folder(Path(spec.path or ""), min_per_class=2)
+        except DatasetUnavailable as e:
+            raise ValueError(str(e)) from None
+        return
+    if spec.kind not in ("cifar10", "cifar100", OFFLINE_SAMPLE):
         return
     from evaluators.data import load_split
 

@@ -35,9 +35,11 @@ renamed over the old file, so a crash never leaves a half-written checkpoint in 
 one; they are loaded with ``torch.load(weights_only=True)``, which never unpickles arbitrary
 objects. ``--resume`` continues from ``last.pt`` (or a given file) with the run's own recipe
 and data settings (flags given with ``--resume`` override recipe fields, e.g. ``--epochs 300``
-to extend). On CPU a run killed at any point and resumed ends with exactly the weights and
-metrics of an uninterrupted run: besides the restored RNG states, every epoch's shuffling,
-worker seeds and batched augmentation are seeded from ``(seed, epoch)``.
+to extend). A run stopped before its first checkpoint left nothing to lose: ``--resume``
+starts it again from epoch 1 (saying so), and so does the same command without ``--resume``.
+On CPU a run killed at any point and resumed ends with exactly the weights and metrics of an
+uninterrupted run: besides the restored RNG states, every epoch's shuffling, worker seeds and
+batched augmentation are seeded from ``(seed, epoch)``.
 
 Devices: ``--device auto`` takes CUDA when present. On CUDA: autocast in bfloat16 where
 supported, else float16 with a ``GradScaler`` (``--amp``), ``channels_last``, optional
@@ -164,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--dataset",
         default=None,
-        help="cifar10, cifar100, imagefolder:<path> or synthetic[:<classes>] "
+        help="cifar10, cifar10-sample, cifar100, imagefolder:<path> or synthetic[:<classes>] "
         "(required, except with --resume)",
     )
     g.add_argument("--data-dir", default=None, help="where CIFAR is kept/downloaded (data)")
@@ -230,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         default=None,
         metavar="CKPT",
-        help="continue from OUT/last.pt, or from CKPT",
+        help="continue from OUT/last.pt, or from CKPT (a run that stopped before its first "
+        "checkpoint starts again from epoch 1)",
     )
     g.add_argument("--no-progress", action="store_true", help="no per-epoch progress bar")
 

@@ -117,6 +117,8 @@ def execute(
                 "settings": plan.resolved,
                 "config": c.to_dict(),
                 "eval_config": ec.to_dict(),
+                # Why the bundled sample replaced the default CIFAR-10 (None: it did not).
+                "offline": plan.offline,
                 "space": {
                     "slots": len(plan.space.slots),
                     "size": str(plan.space.size),
@@ -128,6 +130,12 @@ def execute(
             },
         )
     p = Progress(stream, c.trials, c.timeout_s)
+    if plan.offline is not None:
+        p.line(
+            "offline: searching on the bundled 2,500-image CIFAR-10 sample (CIFAR-10 is not in "
+            f"--data-dir {c.data_dir!r} and could not be downloaded); pass --data-dir DIR "
+            "holding cifar-10-batches-py/ for the full set"
+        )
     print_start(p, plan, info)
     try:
         if c.backend == "ray":

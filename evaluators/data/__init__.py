@@ -1,9 +1,10 @@
-"""Datasets for search and retraining: cifar10, cifar100, imagefolder:<path> and synthetic.
+"""Datasets for search and retraining: cifar10, cifar10-sample, cifar100, imagefolder, synthetic.
 
 Every dataset yields ``(image, label)`` with ``image`` a ``Tensor[3, H, W]`` float32, normalised
-by per-channel mean/std, and ``label`` an ``int``. The statistics are CIFAR-10's for ``cifar10``
-and ``synthetic`` (the procedural images have a similar mid-grey mean and spread), CIFAR-100's for
-``cifar100`` and ImageNet's for ``imagefolder`` (the usual choice for photographs of any size).
+by per-channel mean/std, and ``label`` an ``int``. The statistics are CIFAR-10's for ``cifar10``,
+``cifar10-sample`` and ``synthetic`` (the procedural images have a similar mid-grey mean and
+spread), CIFAR-100's for ``cifar100`` and ImageNet's for ``imagefolder`` (the usual choice for
+photographs of any size).
 
 * ``cifar10`` / ``cifar100``: the python version of CIFAR, in torchvision's layout under
   ``data_dir`` (``cifar-10-batches-py/`` or ``cifar-100-python/``). When files are missing it is
@@ -15,10 +16,14 @@ and ``synthetic`` (the procedural images have a similar mid-grey mean and spread
   one ``uint8`` tensor lets augmentation run on whole batches. The pickles are read with an
   unpickler that only accepts the numpy array types CIFAR's files contain, so a tampered data
   folder cannot run code; their structure (shapes, dtypes, label range) is checked instead.
+* ``cifar10-sample``: 2,500 genuine CIFAR-10 images shipped inside the package (2,000 train,
+  200 per class; 500 test, 50 per class; origin and licence in ``cifar10_sample.md``), read
+  into memory like CIFAR; it needs no download and no ``data_dir``.
 * ``imagefolder:<path>``: ImageNet-style folders read by ``torchvision.datasets.ImageFolder``.
   ``<path>/train/<class>/*`` is the train split and ``<path>/test/<class>/*`` (or ``val/``) the
   test split; a folder without ``train/`` is itself the train split and has no test split.
-  The test split uses the train split's class indices.
+  The test split uses the train split's class indices. :func:`check_folder` checks such a
+  folder before use (empty or too small class folders, files that are not images).
 * ``synthetic`` (or ``synthetic:<classes>``): :class:`SyntheticImages`, a procedural, seeded
   classification task generated in memory; it needs no files and a small CNN learns it quickly.
 
@@ -46,6 +51,7 @@ The package, one concept per module (each imports only the ones above it in this
 * :mod:`~evaluators.data.in_memory`: :class:`InMemoryImages`, batch-transformed ``uint8`` images
 * :mod:`~evaluators.data.synthetic`: :class:`SyntheticImages`, the procedural gratings
 * :mod:`~evaluators.data.cifar`: CIFAR download and the safe batch reader
+* :mod:`~evaluators.data.cifar_sample`: the bundled 2,500-image CIFAR-10 sample
 * :mod:`~evaluators.data.imagefolder`: class folders read by torchvision's ``ImageFolder``
 * :mod:`~evaluators.data.spec`: dataset strings (:func:`parse_dataset`) and their properties
 * :mod:`~evaluators.data.splits`: :func:`load_split` and the search's :func:`proxy_split`
@@ -69,6 +75,8 @@ from evaluators.data.base import (
     SYNTHETIC_DEFAULT_SIZE,
     DatasetUnavailable,
 )
+from evaluators.data.cifar import cifar_unavailable
+from evaluators.data.imagefolder import check_folder
 from evaluators.data.in_memory import InMemoryImages
 from evaluators.data.loaders import make_loader
 from evaluators.data.spec import (
@@ -97,6 +105,8 @@ __all__ = [
     "DatasetUnavailable",
     "InMemoryImages",
     "SyntheticImages",
+    "check_folder",
+    "cifar_unavailable",
     "default_eval_crop",
     "default_resolution",
     "load_split",

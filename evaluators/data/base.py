@@ -28,7 +28,14 @@ __all__ = [
 ]
 
 #: The accepted forms of a dataset string, as shown in error messages.
-DATASET_FORMS = ("cifar10", "cifar100", "imagefolder:<path>", "synthetic", "synthetic:<classes>")
+DATASET_FORMS = (
+    "cifar10",
+    "cifar100",
+    "cifar10-sample",
+    "imagefolder:<path>",
+    "synthetic",
+    "synthetic:<classes>",
+)
 #: Augmentation recipes accepted by ``augment=`` (``None``: no augmentation).
 AUGMENTATIONS = ("cifar", "imagenet")
 SPLITS = ("train", "test")

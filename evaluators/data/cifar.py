@@ -29,7 +29,7 @@ import torch
 
 from evaluators.data.base import DatasetUnavailable
 
-__all__ = ["ensure_cifar", "read_cifar"]
+__all__ = ["cifar_unavailable", "ensure_cifar", "read_cifar"]
 
 # A download that stalls this long (no bytes, no connection) counts as failed.
 _DOWNLOAD_STALL_S = 60.0
@@ -92,6 +92,55 @@ def ensure_cifar(kind: str, data_dir: Path, download: bool) -> Path:
             f"{_WAYS_FORWARD}."
         )
     return folder
+
+
+def cifar_unavailable(kind: str, data_dir: Path, *, probe_s: float = 5.0) -> str | None:
+    """Why ``kind`` can be neither read from ``data_dir`` nor downloaded; ``None`` when it can.
+
+    Files already there: ``None`` at once. Otherwise the download server is probed first (name
+    lookup and a TCP connection, at most ``probe_s`` seconds, so a network that drops packets
+    is not waited on for a minute); when it answers, the download is made now, and its
+    failure is the reason. Behind an HTTP proxy (``https_proxy``) the probe is skipped and the
+    download itself decides. Writes nothing unless the download succeeds.
+    """
+    folder = data_dir / _cifar_class(kind).base_folder
+    if all((folder / f).is_file() for f in _cifar_files(kind)):
+        return None
+    url = _cifar_class(kind).url
+    reason = _probe(url, probe_s)
+    if reason is not None:
+        return f"cannot reach {url}: {reason}"
+    try:
+        ensure_cifar(kind, data_dir, download=True)
+    except DatasetUnavailable as e:
+        return str(e)
+    return None
+
+
+def _probe(url: str, timeout_s: float) -> str | None:
+    """Why ``url``'s host takes no TCP connection within ``timeout_s``; ``None`` when it does."""
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.getproxies().get(parts.scheme):
+        return None  # the proxy, not this machine, reaches the server: the download will tell
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        # Name lookup cannot be given a timeout, hence the thread.
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(str(exc) or type(exc).__name__)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return outcome[0] if outcome else f"no answer from {parts.hostname} within {timeout_s:g} s"
 
 
 def _download_cifar(kind: str, data_dir: Path) -> None:

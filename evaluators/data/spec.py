@@ -1,4 +1,4 @@
-"""Dataset strings: parsing ``cifar10``, ``cifar100``, ``imagefolder:<path>``, ``synthetic[:C]``.
+"""Dataset strings: ``cifar10[-sample]``, ``cifar100``, ``imagefolder:<path>``, ``synthetic[:C]``.
 
 :class:`DatasetSpec` is the parsed, canonical form; :func:`num_classes`,
 :func:`default_resolution` and :func:`default_eval_crop` answer questions about a data set
@@ -27,7 +27,8 @@ __all__ = [
 class DatasetSpec:
     """A parsed dataset string (see :func:`parse_dataset`).
 
-    ``kind`` is ``"cifar10"``, ``"cifar100"``, ``"imagefolder"`` or ``"synthetic"``; ``path`` is
+    ``kind`` is ``"cifar10"``, ``"cifar10-sample"`` (the 2,500 CIFAR-10 images shipped in the
+    package), ``"cifar100"``, ``"imagefolder"`` or ``"synthetic"``; ``path`` is
     the absolute root of an image folder (``imagefolder`` only); ``classes`` is the class count
     of ``synthetic`` (``None``: 10). ``str(spec)`` gives back a string that parses to ``spec``.
     """
@@ -37,7 +38,7 @@ class DatasetSpec:
     classes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("cifar10", "cifar100", "imagefolder", "synthetic"):
+        if self.kind not in ("cifar10", "cifar10-sample", "cifar100", "imagefolder", "synthetic"):
             raise ValueError(f"dataset kind {self.kind!r} is not one of {_forms()}")
         if (self.kind == "imagefolder") != (self.path is not None):
             raise ValueError(f"dataset path must be given for imagefolder only, got {self.path!r}")
@@ -57,7 +58,7 @@ def _forms() -> str:
 
 
 def parse_dataset(spec: str | DatasetSpec) -> DatasetSpec:
-    """Parse ``cifar10``, ``cifar100``, ``imagefolder:<path>``, ``synthetic[:<classes>]``.
+    """Parse ``cifar10[-sample]``, ``cifar100``, ``imagefolder:<path>``, ``synthetic[:<classes>]``.
 
     An ``imagefolder`` path must be a directory holding class folders, either directly or
     under ``train/``; at least two are required. Raises ``ValueError`` naming the bad value
@@ -70,7 +71,7 @@ def parse_dataset(spec: str | DatasetSpec) -> DatasetSpec:
     text = spec.strip()
     head, sep, rest = text.partition(":")
     name = head.lower()
-    if name in ("cifar10", "cifar100") and not sep:
+    if name in ("cifar10", "cifar10-sample", "cifar100") and not sep:
         return DatasetSpec(name)
     if name == "synthetic":
         if not sep:
@@ -106,7 +107,7 @@ def parse_dataset(spec: str | DatasetSpec) -> DatasetSpec:
 def num_classes(spec: str | DatasetSpec) -> int:
     """The number of classes of a dataset (reads only the folder names of an image folder)."""
     spec = parse_dataset(spec)
-    if spec.kind == "cifar10":
+    if spec.kind in ("cifar10", "cifar10-sample"):
         return 10
     if spec.kind == "cifar100":
         return 100

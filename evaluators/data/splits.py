@@ -28,6 +28,7 @@ from evaluators.data.base import (
     check_pipeline,
 )
 from evaluators.data.cifar import ensure_cifar, read_cifar
+from evaluators.data.cifar_sample import read_sample
 from evaluators.data.imagefolder import folder_transform, load_folder
 from evaluators.data.in_memory import InMemoryImages
 from evaluators.data.spec import (
@@ -62,7 +63,8 @@ def load_split(
     Args:
         spec: dataset string or :class:`DatasetSpec`.
         split: ``"train"`` or ``"test"``.
-        data_dir: where CIFAR is looked for and downloaded to (``--data-dir``).
+        data_dir: where CIFAR is looked for and downloaded to (``--data-dir``); not used by
+            ``cifar10-sample``, which is read from the package.
         resolution: output size ``r``; ``None``: :func:`default_resolution`.
         augment: ``"cifar"``, ``"imagenet"`` or ``None`` (evaluation pipeline).
         eval_crop: share kept by the evaluation centre crop; ``None``: the crop that matches
@@ -99,9 +101,12 @@ def load_split(
         )
     if spec.kind == "imagefolder":
         return load_folder(Path(spec.path or ""), split, r, augment, crop)
-    folder = ensure_cifar(spec.kind, Path(data_dir).expanduser(), download)
-    images, labels, names = read_cifar(str(folder.absolute()), spec.kind, split)
-    cifar10 = spec.kind == "cifar10"
+    if spec.kind == "cifar10-sample":
+        images, labels, names = read_sample(split)
+    else:
+        folder = ensure_cifar(spec.kind, Path(data_dir).expanduser(), download)
+        images, labels, names = read_cifar(str(folder.absolute()), spec.kind, split)
+    cifar10 = spec.kind in ("cifar10", "cifar10-sample")
     return InMemoryImages(
         images,
         labels,

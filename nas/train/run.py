@@ -48,6 +48,8 @@ class Run(Setup, Data, Model, Distributed, Loop, Checkpointing, Outputs, Finish)
         self._prepare()  # imports torch only once the quick checks have passed
         import torch
 
+        if self.restart_note is not None:
+            self.log(self.restart_note)
         if self.ckpt is not None and self._already_complete():
             return self._finish_complete()
         if self.world > 1 and not torch.distributed.is_initialized():

@@ -83,13 +83,22 @@ class Setup:
 
         # Resume: the checkpoint is the source of truth for the recipe and the data.
         self.ckpt: dict[str, Any] | None = None
+        #: Why a run with --resume starts from epoch 1 (None: it does not, or it resumes).
+        self.restart_note: str | None = None
         if a.resume is not None:
             ckpt_path = Path(a.resume) if a.resume else self.out / "last.pt"
             if not a.resume and not ckpt_path.is_file():
-                raise UserError(
-                    f"nothing to resume in {str(self.out)!r}: it has no last.pt "
-                    f"(pass --out of the run, or a checkpoint after --resume)"
+                if not self.out.is_dir() or _holds_run(self.out):
+                    raise UserError(
+                        f"nothing to resume in {str(self.out)!r}: it has no last.pt "
+                        f"(pass --out of the run, or a checkpoint after --resume)"
+                    )
+                # A run stopped before its first checkpoint: nothing to lose, start it again.
+                self.restart_note = (
+                    f"{str(self.out)!r} has no last.pt (its run stopped before the first "
+                    f"epoch ended); starting from epoch 1"
                 )
+        if a.resume is not None and self.restart_note is None:
             try:
                 self.ckpt = load_checkpoint(ckpt_path, arch_id=arch.arch_id)
             except CheckpointError as e:
@@ -117,7 +126,8 @@ class Setup:
         dataset = pick("dataset", given_dataset, None)
         if dataset is None:
             raise UserError(
-                "--dataset is required (cifar10, cifar100, imagefolder:<path>, synthetic)"
+                "--dataset is required (cifar10, cifar10-sample, cifar100, imagefolder:<path>, "
+                "synthetic)"
             )
         try:
             spec = D.parse_dataset(dataset)
@@ -187,15 +197,18 @@ class Setup:
             latency_batch=a.latency_batch,
             latency_repeats=a.latency_repeats,
         )
-        if (
-            self.ckpt is None
-            and self.out.exists()
-            and any((self.out / f).exists() for f in ("last.pt", "config.json", "result.json"))
-        ):
+        if self.ckpt is None and self.restart_note is None and _holds_run(self.out):
             raise UserError(
                 f"output folder {str(self.out)!r} already holds a run; pass --resume to continue "
                 f"it or --out to start a new one"
             )
+        if spec.kind == "imagefolder":  # every file, before the output folder is touched
+            try:
+                D.check_folder(
+                    Path(spec.path or ""), min_per_class=2 if self.recipe.val_fraction > 0 else 1
+                )
+            except D.DatasetUnavailable as e:
+                raise UserError(str(e)) from None
         if a.sync_bn and self.world > 1 and not torch.cuda.is_available():
             raise UserError("--sync-bn needs CUDA (SyncBatchNorm has no CPU implementation)")
         if self.recipe.batch_size % self.world:
@@ -223,3 +236,13 @@ class Setup:
             self.device.type == "cuda" if a.channels_last is None else a.channels_last
         )
         self.spec = spec
+
+
+def _holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run worth keeping: a checkpoint (``last.pt``) or a result.
+
+    A folder whose run stopped before its first checkpoint (``config.json``, an empty
+    ``metrics.jsonl``, maybe a ``best.pt`` written just before ``last.pt``) holds nothing
+    that a new start would not write again, so it may be reused.
+    """
+    return (out / "last.pt").exists() or (out / "result.json").exists()
