@@ -102,10 +102,11 @@ def test_the_sample_parses_as_a_dataset_of_ten_classes_at_32():
 
 def test_the_proxy_split_of_the_sample_is_stratified_and_disjoint():
     train, val = proxy_split("cifar10-sample", subset=1000, seed=3)
-    assert (len(train), len(val)) == (1000, 111)
+    assert (len(train), len(val)) == (1000, 200)  # val: 10 % of 2,000, whatever the subset
     assert not set(train.indices) & set(val.indices)
     labels = train.dataset.labels
     assert torch.bincount(labels[train.indices], minlength=10).tolist() == [100] * 10
+    assert torch.bincount(labels[val.indices], minlength=10).tolist() == [20] * 10
 
 
 @needs_mini
