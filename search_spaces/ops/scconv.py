@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from search_spaces.ops._base import OpCost, OpInfo
 from search_spaces.slots import Slot
@@ -160,6 +162,103 @@ def _kaiming(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
+def _plain() -> bool:
+    """True while a forward pass is traced, exported or compiled: no custom autograd there."""
+    return (
+        torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    )
+
+
+def _cuts(total: int, *points: int) -> list[tuple[int, int]]:
+    """Consecutive ``[a, b)`` ranges of ``0..total`` cut at every ``point mod total``."""
+    edges = sorted({0, total, *(p % total for p in points)})
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _take(parts: tuple[Tensor, ...], a: int, b: int) -> Tensor:
+    """Channels ``[a, b)`` of the concatenation of ``parts`` (a range inside one part)."""
+    for t in parts:
+        if a < t.shape[1]:
+            return t[:, a:b]
+        a, b = a - t.shape[1], b - t.shape[1]
+    raise IndexError("channel range outside the parts")
+
+
+class _GateSwap(torch.autograd.Function):
+    """The SRU's gate and cross reconstruction, ``Y·m + roll(Y·(1 - m), C // 2)``, written
+    straight into contiguous channel parts; keeps only the boolean mask for backward.
+
+    Backward: channel ``c`` of the input gradient is the output gradient at ``c`` where the
+    mask is set and at ``(c + C // 2) mod C`` where it is not - one select per range.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, gate: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
+        n, c, h, w = y.shape
+        half = c // 2
+        outs = tuple(y.new_empty(n, k, h, w) for k in sizes)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        for a, b in _cuts(c, half, *starts):
+            dst, src = _take(outs, a, b), (a - half) % c
+            torch.mul(y[:, a:b], gate[:, a:b], out=dst)
+            dst.addcmul_(y[:, src : src + b - a], ~gate[:, src : src + b - a])
+        ctx.save_for_backward(gate)
+        ctx.sizes, ctx.half = sizes, half
+        return outs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        (gate,) = ctx.saved_tensors
+        c, half = gate.shape[1], ctx.half
+        dy = grads[0].new_empty(gate.shape)
+        starts = [sum(ctx.sizes[:i]) for i in range(len(ctx.sizes))]
+        cuts = _cuts(c, c - half, *starts, *(s - half for s in starts))
+        for a, b in cuts:
+            src = (a + half) % c
+            torch.where(
+                gate[:, a:b],
+                _take(grads, a, b),
+                _take(grads, src, src + b - a),
+                out=dy[:, a:b],
+            )
+        return dy, None, None
+
+
+class _Fuse(torch.autograd.Function):
+    """The CRU's fuse ``beta1·Y1 + beta2·[P2, low]`` without building ``[P2, low]``."""
+
+    @staticmethod
+    def forward(ctx: Any, y1: Tensor, p2: Tensor, low: Tensor, b1: Tensor, b2: Tensor) -> Tensor:
+        m = p2.shape[1]
+        out = torch.mul(y1, b1)
+        out[:, :m].addcmul_(p2, b2[:, :m])
+        out[:, m:].addcmul_(low, b2[:, m:])
+        ctx.save_for_backward(y1, p2, low, b1, b2)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, ...]:
+        y1, p2, low, b1, b2 = ctx.saved_tensors
+        m = p2.shape[1]
+        g_p2, g_low = grad[:, :m], grad[:, m:]
+
+        def dot(a: Tensor, b: Tensor) -> Tensor:  # per sample and channel, over the pixels
+            return torch.einsum("nchw,nchw->nc", a, b)[:, :, None, None]
+
+        return (
+            grad * b1,
+            g_p2 * b2[:, :m],
+            g_low * b2[:, m:],
+            dot(grad, y1),
+            torch.cat([dot(g_p2, p2), dot(g_low, low)], dim=1),
+        )
+
+
 class SRU(nn.Module):
     """Spatial reconstruction unit (the paper's Eqs. 1-4): separate, then cross-reconstruct.
 
@@ -187,14 +286,34 @@ class SRU(nn.Module):
         self.channels = channels
         self.gn = nn.GroupNorm(gn_groups(channels), channels)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def gate(self, y: Tensor) -> Tensor:
+        """The informative mask: ``sigmoid(w·Y) > 0.5`` tested as ``w·Y > 0`` (no gradient).
+
+        The two agree except where rounding makes ``sigmoid`` of a tiny positive product
+        exactly 0.5 (``0 < w·Y < ~6e-8``), a set of measure zero for a normalised map.
+        """
+        with torch.no_grad():
+            gamma = self.gn.weight
+            return (y * (gamma / gamma.sum()).view(1, -1, 1, 1)) > 0
+
+    def parts(self, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
+        """The SRU's output cut along channels into contiguous tensors of ``sizes`` channels.
+
+        The CRU's upper and lower parts come out without a ``split`` of one map (whose halves
+        a batched convolution would copy first); traced, exported or compiled forward passes
+        use the plain tensor form instead, which computes the same values.
+        """
         y = self.gn(x)
-        gamma = self.gn.weight
-        w = (gamma / gamma.sum()).view(1, -1, 1, 1)
-        gate = torch.sigmoid(y * w) > GATE_THRESHOLD
-        informative = torch.where(gate, y, 0.0)
-        redundant = y - informative
-        return informative + torch.roll(redundant, shifts=self.channels // 2, dims=1)
+        gate = self.gate(y)
+        if _plain():
+            informative = torch.where(gate, y, 0.0)
+            redundant = torch.where(gate, 0.0, y)
+            mixed = informative + torch.roll(redundant, shifts=self.channels // 2, dims=1)
+            return tuple(torch.split(mixed, list(sizes), dim=1))
+        return _GateSwap.apply(y, gate, sizes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.parts(x, (self.channels,))[0]
 
     def extra_repr(self) -> str:
         return f"{self.channels}, threshold={GATE_THRESHOLD}"
@@ -243,12 +362,20 @@ class CRU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         up, low = torch.split(x, [self.upper, self.lower], dim=1)
+        return self.forward_parts(up, low)
+
+    def forward_parts(self, up: Tensor, low: Tensor) -> Tensor:
+        """The CRU on its input already split into the upper and lower channels."""
         up, low = self.squeeze_up(up), self.squeeze_low(low)
-        y1 = self.gwc(up) + self.pwc1(up)
-        y2 = torch.cat([self.pwc2(low), low], dim=1)
-        s = torch.stack([F.adaptive_avg_pool2d(y1, 1), F.adaptive_avg_pool2d(y2, 1)])
+        # In place on the conv's output: a convolution's backward does not need its output.
+        y1 = self.gwc(up).add_(self.pwc1(up))
+        p2 = self.pwc2(low)  # Y2 = [p2, low], never concatenated
+        g2 = torch.cat([F.adaptive_avg_pool2d(p2, 1), F.adaptive_avg_pool2d(low, 1)], dim=1)
+        s = torch.stack([F.adaptive_avg_pool2d(y1, 1), g2])
         beta = torch.softmax(s, dim=0)  # pairwise over (upper, lower), per channel
-        return beta[0] * y1 + beta[1] * y2
+        if _plain():
+            return beta[0] * y1 + beta[1] * torch.cat([p2, low], dim=1)
+        return _Fuse.apply(y1, p2, low, beta[0], beta[1])
 
     def extra_repr(self) -> str:
         return f"upper={self.upper}, lower={self.lower}"
@@ -333,9 +460,10 @@ class SCConv2d(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.cru(self.sru(self.pool(x)))
+        up, low = self.sru.parts(self.pool(x), (self.cru.upper, self.cru.lower))
+        out = self.cru.forward_parts(up, low)
         if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1, 1)
+            out = out.add_(self.bias.view(1, -1, 1, 1))  # the fuse's backward keeps no output
         return out
 
     def extra_repr(self) -> str:
