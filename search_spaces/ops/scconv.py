@@ -228,12 +228,23 @@ class _GateSwap(torch.autograd.Function):
         return dy, None, None
 
 
+def _fuse_weights(y1: Tensor, p2: Tensor, low: Tensor) -> tuple[Tensor, Tensor]:
+    """Eq. 8: ``beta = softmax(GAP(Y1), GAP([P2, low]))`` over the pair, per channel."""
+    s2 = torch.cat([F.adaptive_avg_pool2d(p2, 1), F.adaptive_avg_pool2d(low, 1)], dim=1)
+    beta = torch.softmax(torch.stack([F.adaptive_avg_pool2d(y1, 1), s2]), dim=0)
+    return beta[0], beta[1]
+
+
 class _Fuse(torch.autograd.Function):
-    """The CRU's fuse ``beta1·Y1 + beta2·[P2, low]`` without building ``[P2, low]``."""
+    """The CRU's fuse (Eqs. 8-9) ``beta1·Y1 + beta2·[P2, low]``, pooling and softmax included,
+    without building ``[P2, low]``; the backward folds the pooling's gradient into one write
+    per map instead of expanding it into extra full-size maps.
+    """
 
     @staticmethod
-    def forward(ctx: Any, y1: Tensor, p2: Tensor, low: Tensor, b1: Tensor, b2: Tensor) -> Tensor:
+    def forward(ctx: Any, y1: Tensor, p2: Tensor, low: Tensor) -> Tensor:
         m = p2.shape[1]
+        b1, b2 = _fuse_weights(y1, p2, low)
         out = torch.mul(y1, b1)
         out[:, :m].addcmul_(p2, b2[:, :m])
         out[:, m:].addcmul_(low, b2[:, m:])
@@ -248,14 +259,17 @@ class _Fuse(torch.autograd.Function):
         g_p2, g_low = grad[:, :m], grad[:, m:]
 
         def dot(a: Tensor, b: Tensor) -> Tensor:  # per sample and channel, over the pixels
-            return torch.einsum("nchw,nchw->nc", a, b)[:, :, None, None]
+            return (a * b).sum(dim=(2, 3), keepdim=True)
 
+        d_b1 = dot(grad, y1)
+        d_b2 = torch.cat([dot(g_p2, p2), dot(g_low, low)], dim=1)
+        # Softmax of a pair: d s1 = b1·b2·(d b1 - d b2) = -d s2; the pooling spreads d s / HW.
+        d_s1 = (b1 * b2 * (d_b1 - d_b2)).div_(y1.shape[2] * y1.shape[3])
+        d_s2 = -d_s1
         return (
-            grad * b1,
-            g_p2 * b2[:, :m],
-            g_low * b2[:, m:],
-            dot(grad, y1),
-            torch.cat([dot(g_p2, p2), dot(g_low, low)], dim=1),
+            torch.addcmul(d_s1, grad, b1),
+            torch.addcmul(d_s2[:, :m], g_p2, b2[:, :m]),
+            torch.addcmul(d_s2[:, m:], g_low, b2[:, m:]),
         )
 
 
@@ -290,11 +304,19 @@ class SRU(nn.Module):
         """The informative mask: ``sigmoid(w·Y) > 0.5`` tested as ``w·Y > 0`` (no gradient).
 
         The two agree except where rounding makes ``sigmoid`` of a tiny positive product
-        exactly 0.5 (``0 < w·Y < ~6e-8``), a set of measure zero for a normalised map.
+        exactly 0.5 (``0 < w·Y < ~6e-8``), a set of measure zero for a normalised map. When
+        every ``w`` has the same sign (e.g. all ``gamma > 0``, as initialised) the test is
+        the sign of ``Y`` alone, without the product.
         """
         with torch.no_grad():
             gamma = self.gn.weight
-            return (y * (gamma / gamma.sum()).view(1, -1, 1, 1)) > 0
+            w = gamma / gamma.sum()
+            if not _plain():
+                if bool((w > 0).all()):
+                    return y > 0
+                if bool((w < 0).all()):
+                    return y < 0
+            return (y * w.view(1, -1, 1, 1)) > 0
 
     def parts(self, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
         """The SRU's output cut along channels into contiguous tensors of ``sizes`` channels.
@@ -370,12 +392,10 @@ class CRU(nn.Module):
         # In place on the conv's output: a convolution's backward does not need its output.
         y1 = self.gwc(up).add_(self.pwc1(up))
         p2 = self.pwc2(low)  # Y2 = [p2, low], never concatenated
-        g2 = torch.cat([F.adaptive_avg_pool2d(p2, 1), F.adaptive_avg_pool2d(low, 1)], dim=1)
-        s = torch.stack([F.adaptive_avg_pool2d(y1, 1), g2])
-        beta = torch.softmax(s, dim=0)  # pairwise over (upper, lower), per channel
         if _plain():
-            return beta[0] * y1 + beta[1] * torch.cat([p2, low], dim=1)
-        return _Fuse.apply(y1, p2, low, beta[0], beta[1])
+            b1, b2 = _fuse_weights(y1, p2, low)
+            return b1 * y1 + b2 * torch.cat([p2, low], dim=1)
+        return _Fuse.apply(y1, p2, low)
 
     def extra_repr(self) -> str:
         return f"upper={self.upper}, lower={self.lower}"

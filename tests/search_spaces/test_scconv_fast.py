@@ -44,12 +44,15 @@ CASES = [
 ]
 
 
-def _randomised(case):
+def _randomised(case, gamma="mixed"):
     c1, c2, k, s, bias, alpha, r, g, n, size = case
     torch.manual_seed(sum(case[:4]) + n)
     m = SCConv2d(c1, c2, k, stride=s, bias=bias, alpha=alpha, r=r, g=g)
-    with torch.no_grad():  # gamma of both signs, so the gate mixes both branches
-        m.sru.gn.weight.copy_(torch.randn(c1) + 0.3)
+    with torch.no_grad():  # mixed: gamma of both signs (the general w*Y > 0 test)
+        w = torch.randn(c1) + 0.3
+        if gamma != "mixed":  # one sign for every channel: the test on the sign of Y alone
+            w = w.abs() + 0.1 if gamma == "positive" else -(w.abs() + 0.1)
+        m.sru.gn.weight.copy_(w)
         m.sru.gn.bias.copy_(0.5 * torch.randn(c1))
         if m.bias is not None:
             m.bias.copy_(torch.randn(c2))
@@ -68,9 +71,10 @@ def _grads(m, x, fn):
     return out.detach(), grads
 
 
+@pytest.mark.parametrize("gamma", ["mixed", "positive", "negative"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
-def test_fast_scconv_equals_the_original_formulas_forward_and_gradients(case):
-    m, x = _randomised(case)
+def test_fast_scconv_equals_the_original_formulas_forward_and_gradients(case, gamma):
+    m, x = _randomised(case, gamma)
     out, grads = _grads(m, x, lambda mod, inp: mod(inp))
     ref, ref_grads = _grads(m, x, reference_scconv)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
