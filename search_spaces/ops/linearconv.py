@@ -38,6 +38,7 @@ from search_spaces.slots import Slot, set_module
 
 __all__ = [
     "INFO",
+    "MIX_ELEMENT_COST",
     "REG_EVERY_DEFAULT",
     "REG_LAMBDA_DEFAULT",
     "LinearConv2d",
@@ -54,6 +55,10 @@ __all__ = [
 #: Regularisation strength λ: "with a regularization strength of λ = 10⁻²" (Sec. 4.2,
 #: Experimental setup).
 REG_LAMBDA_DEFAULT = 1e-2
+#: MACs one extra written value of the train-mode "mix" form is worth when choosing the form
+#: (:meth:`LinearConv2d.training_form`): measured on CPU with ``experiments/op_speed.py``,
+#: where a 16-channel 3×3 layer trains faster combined and a 64-channel one mixed.
+MIX_ELEMENT_COST = 128
 #: Add λ·L_c to the loss once every this many batches: "The proposed regularization loss is
 #: added to the target loss once every 10 batches" (Sec. 4.2, Experimental setup).
 REG_EVERY_DEFAULT = 10
@@ -399,8 +404,10 @@ class LinearConv2d(nn.Module):
         batch); its backward repeats the combination twice. ``"mix"`` runs the primary filters
         only (``P·D·M``) and forms the secondary outputs as ``Aᵀ Y_p``, a 1×1 convolution of
         the primary outputs (``coef·M``) - the same numbers up to rounding, because a
-        convolution is linear in its weight. Chosen when it has fewer MACs (small maps and
-        batches, where the combination costs more than the convolution itself); only for
+        convolution is linear in its weight - but writes ``S + C_out`` more values per output
+        pixel (the mixed outputs and the concatenation), each counted as
+        :data:`MIX_ELEMENT_COST` MACs. Chosen when that total is smaller (wide layers on small
+        maps, where the combination costs more than the convolution itself); only for
         ``groups == 1``, where every filter sees the same input channels. Eval mode always
         uses the cached combined weight (one convolution, as deployed).
         """
@@ -413,7 +420,7 @@ class LinearConv2d(nn.Module):
         p, sec = self.num_primary, self.num_secondary
         coef = p * sec if self.rank is None else self.rank * (p + sec)
         combine = coef * d + self.out_channels * d * m
-        mix = p * d * m + coef * m
+        mix = p * d * m + coef * m + MIX_ELEMENT_COST * (sec + self.out_channels) * m
         return "mix" if mix < combine else "combine"
 
     def _forward_mixed(self, x: Tensor) -> Tensor:

@@ -18,12 +18,12 @@ def reference_forward(m: LinearConv2d, x):
 
 CASES = [
     # (in, out, k, stride, groups, bias, alpha, rank, batch, size, expected form)
-    (16, 16, 3, 1, 1, False, 0.5, None, 4, 8, "mix"),
+    (64, 64, 3, 1, 1, False, 0.5, None, 2, 8, "mix"),
     (32, 64, 3, 2, 1, True, 0.25, None, 2, 9, "mix"),
-    (16, 24, 3, 1, 1, True, 0.5, 4, 3, 6, "mix"),
-    (8, 32, 1, 1, 1, False, 0.5, None, 2, 8, "combine"),  # 1×1 expansion: mixing costs more
-    (8, 32, 1, 2, 1, True, 0.5, None, 3, 10, "combine"),
-    (8, 32, 1, 1, 1, False, 0.5, None, 1, 2, "mix"),  # the same filters on 4 pixels: mixing
+    (96, 64, 3, 2, 1, True, 0.5, 4, 2, 7, "mix"),
+    (256, 64, 1, 1, 1, False, 0.5, None, 2, 4, "mix"),
+    (16, 16, 3, 1, 1, False, 0.5, None, 4, 8, "combine"),  # narrow: the extra writes dominate
+    (8, 32, 1, 2, 1, True, 0.5, None, 3, 10, "combine"),  # 1×1 expansion: mixing costs more
     (16, 16, 3, 1, 2, False, 0.5, None, 2, 8, "combine"),  # groups: filters see other inputs
 ]
 
