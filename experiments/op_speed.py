@@ -117,6 +117,7 @@ def memory_profile(module, x) -> dict[str, int]:
 
     written = _dispatch_counter()
     module.train()
+    module.zero_grad(set_to_none=True)  # no accumulation into earlier gradients
     fwd, bwd = written(), written()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), fwd:
         out = module(x)
