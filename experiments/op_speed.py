@@ -221,7 +221,7 @@ def measure_layers(shapes, rounds: int, train_batch: int) -> list[dict]:
         mem = {lbl: memory_profile(m, xb) for lbl, m in mods.items()}
         conv_saved = mem["conv"]["saved"]
         # Few-ms calls are repeated inside a round so the clock's resolution does not matter.
-        eval_reps = max(1, int(2e7 // (c * c * 9 * h * h)))
+        eval_reps = min(50, max(1, int(2e7 // (c * c * 9 * h * h))))
         ev = _ratios(
             interleaved({k: _eval_fn(m, x1) for k, m in mods.items()}, rounds, eval_reps), "conv"
         )
