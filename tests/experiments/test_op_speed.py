@@ -30,6 +30,9 @@ def test_tiny_run_writes_json_and_a_before_after_report(tmp_path):
     md = (tmp_path / "op_speed.md").read_text()
     assert "## before" in md and "## after" in md and "## Before / after" in md
     assert "| 16@6 | oct(a=0.5) | 0.44 |" in md
+    (tmp_path / "op_speed.md").unlink()
+    assert op_speed.main(["--report-only", "--out-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "op_speed.md").read_text() == md
 
 
 def test_bad_shape_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -38,3 +41,9 @@ def test_bad_shape_exits_2_and_writes_nothing(tmp_path, capsys):
     assert e.value.code == 2
     assert "shape '64x56' must look like 64@56" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_report_only_without_results_exits_2_and_writes_nothing(tmp_path, capsys):
+    assert op_speed.main(["--report-only", "--out-dir", str(tmp_path)]) == 2
+    assert "no op_speed_before.json or op_speed_after.json" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
