@@ -26,6 +26,7 @@ from search_spaces.slots import Slot
 
 __all__ = [
     "CRU",
+    "FUSED_MIN_ELEMENTS",
     "GATE_THRESHOLD",
     "GN_MAX_GROUPS",
     "INFO",
@@ -43,6 +44,9 @@ __all__ = [
 GATE_THRESHOLD = 0.5
 #: The paper's GroupNorm group count; fewer where 16 does not divide the channels (see gn_groups).
 GN_MAX_GROUPS = 16
+#: Without autograd, inputs with fewer elements than this take the plain form (see _fused):
+#: on CPU the fused form paid from about 64@56 at batch 1 and lost on CIFAR-sized maps.
+FUSED_MIN_ELEMENTS = 1 << 17
 
 
 def validate(*, alpha: float = 0.5, r: int = 2, g: int = 2) -> None:
@@ -162,14 +166,22 @@ def _kaiming(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
-def _plain() -> bool:
-    """True while a forward pass is traced, exported or compiled: no custom autograd there."""
-    return (
+def _fused(x: Tensor) -> bool:
+    """Whether a forward pass on ``x`` takes the fused autograd functions or the plain form.
+
+    Plain (the paper's formulas as separate tensor operations, the same values) while a pass is
+    traced, exported or compiled, and for a small input without autograd: there, per-operation
+    overhead dominates and the plain form has fewer operations. Fused otherwise: it writes and
+    keeps fewer full-size maps (see ``experiments/results/op_speed.md``).
+    """
+    if (
         torch.jit.is_tracing()
         or torch.onnx.is_in_onnx_export()
         or torch.compiler.is_compiling()
         or torch.compiler.is_exporting()
-    )
+    ):
+        return False
+    return torch.is_grad_enabled() or x.numel() >= FUSED_MIN_ELEMENTS
 
 
 def _cuts(total: int, *points: int) -> list[tuple[int, int]]:
@@ -300,18 +312,18 @@ class SRU(nn.Module):
         self.channels = channels
         self.gn = nn.GroupNorm(gn_groups(channels), channels)
 
-    def gate(self, y: Tensor) -> Tensor:
+    def gate(self, y: Tensor, *, fused: bool = True) -> Tensor:
         """The informative mask: ``sigmoid(w·Y) > 0.5`` tested as ``w·Y > 0`` (no gradient).
 
         The two agree except where rounding makes ``sigmoid`` of a tiny positive product
-        exactly 0.5 (``0 < w·Y < ~6e-8``), a set of measure zero for a normalised map. When
-        every ``w`` has the same sign (e.g. all ``gamma > 0``, as initialised) the test is
-        the sign of ``Y`` alone, without the product.
+        exactly 0.5 (``0 < w·Y < ~6e-8``), a set of measure zero for a normalised map. In the
+        fused form, when every ``w`` has the same sign (e.g. all ``gamma > 0``, as
+        initialised) the test is the sign of ``Y`` alone, without the product.
         """
         with torch.no_grad():
             gamma = self.gn.weight
             w = gamma / gamma.sum()
-            if not _plain():
+            if fused:
                 if bool((w > 0).all()):
                     return y > 0
                 if bool((w < 0).all()):
@@ -321,18 +333,21 @@ class SRU(nn.Module):
     def parts(self, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
         """The SRU's output cut along channels into contiguous tensors of ``sizes`` channels.
 
-        The CRU's upper and lower parts come out without a ``split`` of one map (whose halves
-        a batched convolution would copy first); traced, exported or compiled forward passes
-        use the plain tensor form instead, which computes the same values.
+        Fused (see :func:`_fused`): the gate and the swap write the parts directly, and only
+        the boolean mask is kept for backward; the CRU's upper and lower parts come out without
+        a ``split`` of one map (whose halves a batched convolution would copy first).
         """
+        if not _fused(x):
+            return tuple(torch.split(self.plain(x), list(sizes), dim=1))
         y = self.gn(x)
-        gate = self.gate(y)
-        if _plain():
-            informative = torch.where(gate, y, 0.0)
-            redundant = torch.where(gate, 0.0, y)
-            mixed = informative + torch.roll(redundant, shifts=self.channels // 2, dims=1)
-            return tuple(torch.split(mixed, list(sizes), dim=1))
-        return _GateSwap.apply(y, gate, sizes)
+        return _GateSwap.apply(y, self.gate(y), sizes)
+
+    def plain(self, x: Tensor) -> Tensor:
+        """The SRU as separate tensor operations: mask, where, subtraction and ``roll``."""
+        y = self.gn(x)
+        informative = torch.where(self.gate(y, fused=False), y, 0.0)
+        redundant = y - informative
+        return informative + torch.roll(redundant, shifts=self.channels // 2, dims=1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.parts(x, (self.channels,))[0]
@@ -384,18 +399,24 @@ class CRU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         up, low = torch.split(x, [self.upper, self.lower], dim=1)
-        return self.forward_parts(up, low)
+        return self.forward_parts(up, low, fused=_fused(x))
 
-    def forward_parts(self, up: Tensor, low: Tensor) -> Tensor:
-        """The CRU on its input already split into the upper and lower channels."""
+    def forward_parts(self, up: Tensor, low: Tensor, *, fused: bool = True) -> Tensor:
+        """The CRU on its input already split into the upper and lower channels.
+
+        Fused: the upper sum in place, and one autograd function for the fuse that never
+        concatenates the lower branch; plain: the paper's operations one by one.
+        """
         up, low = self.squeeze_up(up), self.squeeze_low(low)
+        if not fused:
+            y1 = self.gwc(up) + self.pwc1(up)
+            y2 = torch.cat([self.pwc2(low), low], dim=1)
+            s = torch.stack([F.adaptive_avg_pool2d(y1, 1), F.adaptive_avg_pool2d(y2, 1)])
+            beta = torch.softmax(s, dim=0)  # pairwise over (upper, lower), per channel
+            return beta[0] * y1 + beta[1] * y2
         # In place on the conv's output: a convolution's backward does not need its output.
         y1 = self.gwc(up).add_(self.pwc1(up))
-        p2 = self.pwc2(low)  # Y2 = [p2, low], never concatenated
-        if _plain():
-            b1, b2 = _fuse_weights(y1, p2, low)
-            return b1 * y1 + b2 * torch.cat([p2, low], dim=1)
-        return _Fuse.apply(y1, p2, low)
+        return _Fuse.apply(y1, self.pwc2(low), low)
 
     def extra_repr(self) -> str:
         return f"upper={self.upper}, lower={self.lower}"
@@ -480,10 +501,15 @@ class SCConv2d(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        up, low = self.sru.parts(self.pool(x), (self.cru.upper, self.cru.lower))
-        out = self.cru.forward_parts(up, low)
+        x = self.pool(x)
+        fused = _fused(x)
+        if fused:
+            up, low = self.sru.parts(x, (self.cru.upper, self.cru.lower))
+        else:
+            up, low = torch.split(self.sru.plain(x), [self.cru.upper, self.cru.lower], dim=1)
+        out = self.cru.forward_parts(up, low, fused=fused)
         if self.bias is not None:
-            out = out.add_(self.bias.view(1, -1, 1, 1))  # the fuse's backward keeps no output
+            out = out.add_(self.bias.view(1, -1, 1, 1))  # neither form's last op keeps it
         return out
 
     def extra_repr(self) -> str:

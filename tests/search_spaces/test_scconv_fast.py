@@ -129,3 +129,24 @@ def test_a_training_step_keeps_less_for_backward_than_the_original():
     # Original: about 6.8 input maps kept (GN input, masks, maps of both branches); now the
     # boolean mask replaces the float ones and the lower branch is not concatenated.
     assert new < old - map_bytes, (new / map_bytes, old / map_bytes)
+
+
+@pytest.mark.parametrize(("size", "fused"), [(8, False), (96, True)])
+def test_without_autograd_small_inputs_take_the_plain_form_large_ones_the_fused(
+    size, fused, monkeypatch
+):
+    import search_spaces.ops.scconv as S
+
+    calls = []
+    real = S._GateSwap.apply
+    monkeypatch.setattr(S._GateSwap, "apply", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(1)
+    m = SCConv2d(16, 16, 3).eval()
+    x = torch.randn(1, 16, size, size)
+    assert (x.numel() >= S.FUSED_MIN_ELEMENTS) is fused
+    with torch.no_grad():
+        out = m(x)
+    assert len(calls) == (1 if fused else 0)
+    torch.testing.assert_close(out, reference_scconv(m, x), rtol=1e-5, atol=1e-6)
+    m(x)  # with autograd every size is fused
+    assert len(calls) == (2 if fused else 1)
