@@ -174,12 +174,8 @@ def _fused(x: Tensor) -> bool:
     overhead dominates and the plain form has fewer operations. Fused otherwise: it writes and
     keeps fewer full-size maps (see ``experiments/results/op_speed.md``).
     """
-    if (
-        torch.jit.is_tracing()
-        or torch.onnx.is_in_onnx_export()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
-    ):
+    # (A TorchScript-based ONNX export traces, so is_tracing covers it; all four are cheap.)
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return False
     return torch.is_grad_enabled() or x.numel() >= FUSED_MIN_ELEMENTS
 
@@ -339,6 +335,9 @@ class SRU(nn.Module):
         """
         if not _fused(x):
             return tuple(torch.split(self.plain(x), list(sizes), dim=1))
+        return self._fused_parts(x, sizes)
+
+    def _fused_parts(self, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
         y = self.gn(x)
         return _GateSwap.apply(y, self.gate(y), sizes)
 
@@ -504,7 +503,7 @@ class SCConv2d(nn.Module):
         x = self.pool(x)
         fused = _fused(x)
         if fused:
-            up, low = self.sru.parts(x, (self.cru.upper, self.cru.lower))
+            up, low = self.sru._fused_parts(x, (self.cru.upper, self.cru.lower))
         else:
             up, low = torch.split(self.sru.plain(x), [self.cru.upper, self.cru.lower], dim=1)
         out = self.cru.forward_parts(up, low, fused=fused)
