@@ -38,6 +38,7 @@ from search_spaces.slots import Slot, set_module
 
 __all__ = [
     "INFO",
+    "MIX_ELEMENT_COST",
     "REG_EVERY_DEFAULT",
     "REG_LAMBDA_DEFAULT",
     "LinearConv2d",
@@ -54,6 +55,10 @@ __all__ = [
 #: Regularisation strength λ: "with a regularization strength of λ = 10⁻²" (Sec. 4.2,
 #: Experimental setup).
 REG_LAMBDA_DEFAULT = 1e-2
+#: MACs one extra written value of the train-mode "mix" form is worth when choosing the form
+#: (:meth:`LinearConv2d.training_form`): measured on CPU with ``experiments/op_speed.py``,
+#: where a 16-channel 3×3 layer trains faster combined and a 64-channel one mixed.
+MIX_ELEMENT_COST = 128
 #: Add λ·L_c to the loss once every this many batches: "The proposed regularization loss is
 #: added to the target loss once every 10 batches" (Sec. 4.2, Experimental setup).
 REG_EVERY_DEFAULT = 10
@@ -220,7 +225,9 @@ class LinearConv2d(nn.Module):
     ``Tensor[r, S]``) when ``rank = r`` is given. The input then goes through one convolution
     with ``[primary; secondary]``, so outputs have exactly the shape of the replaced conv.
 
-    Train mode rebuilds the weight on every forward pass (the coefficients learn through it).
+    Train mode rebuilds the weight on every forward pass (the coefficients learn through it),
+    or, where that costs fewer MACs, convolves with the primary filters only and mixes their
+    outputs with the coefficients (see :meth:`training_form`).
     Eval mode builds it once and caches it: the cache is keyed on the parameters' storage and
     version counters, so an optimizer step, ``load_state_dict`` or ``.to()`` triggers a rebuild,
     and it is dropped on every ``train()``/``eval()`` call. Gradients still reach the parameters
@@ -389,7 +396,51 @@ class LinearConv2d(nn.Module):
             return w
         return _CachedWeight.apply((w,), self.primary, *coeffs)
 
+    def training_form(self, input_shape: tuple[int, ...]) -> str:
+        """How a train-mode forward pass on ``input_shape`` computes: ``"combine"`` or ``"mix"``.
+
+        ``"combine"`` builds ``[W_p; Aᵀ V_p]`` (``coef·D`` MACs, ``coef`` = ``P·S`` or
+        ``r·(P + S)``) and runs one convolution of ``C_out·D·M`` (``M`` output pixels of the
+        batch); its backward repeats the combination twice. ``"mix"`` runs the primary filters
+        only (``P·D·M``) and forms the secondary outputs as ``Aᵀ Y_p``, a 1×1 convolution of
+        the primary outputs (``coef·M``) - the same numbers up to rounding, because a
+        convolution is linear in its weight - but writes ``S + C_out`` more values per output
+        pixel (the mixed outputs and the concatenation), each counted as
+        :data:`MIX_ELEMENT_COST` MACs. Chosen when that total is smaller (wide layers on small
+        maps, where the combination costs more than the convolution itself); only for
+        ``groups == 1``, where every filter sees the same input channels. Eval mode always
+        uses the cached combined weight (one convolution, as deployed).
+        """
+        if self.groups != 1:
+            return "combine"
+        n, _, h, w = input_shape
+        k, s, pad = self.kernel_size, self.stride, self.padding
+        m = n * ((h + 2 * pad - k) // s + 1) * ((w + 2 * pad - k) // s + 1)
+        d = self.in_channels * k * k
+        p, sec = self.num_primary, self.num_secondary
+        coef = p * sec if self.rank is None else self.rank * (p + sec)
+        combine = coef * d + self.out_channels * d * m
+        mix = p * d * m + coef * m + MIX_ELEMENT_COST * (sec + self.out_channels) * m
+        return "mix" if mix < combine else "combine"
+
+    def _forward_mixed(self, x: Tensor) -> Tensor:
+        y_p = F.conv2d(x, self.primary, None, self.stride, self.padding)
+        coeffs = self._coeffs()
+        y_s = y_p
+        for c in coeffs:  # Aᵀ Y_p, or A2ᵀ (A1ᵀ Y_p) for a rank: 1×1 convolutions
+            y_s = F.conv2d(y_s, c.t()[:, :, None, None])
+        out = torch.cat([y_p, y_s], dim=1)
+        if self.bias is not None:
+            out = out.add_(self.bias.view(1, -1, 1, 1))  # cat's backward keeps no output
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
+        if (
+            self.training
+            and not torch.jit.is_tracing()
+            and self.training_form(tuple(x.shape)) == "mix"
+        ):
+            return self._forward_mixed(x)
         return F.conv2d(
             x, self.combined_weight(), self.bias, self.stride, self.padding, 1, self.groups
         )

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from search_spaces.ops._base import OpCost, OpInfo
 from search_spaces.slots import Slot
 
 __all__ = [
     "CRU",
+    "FUSED_MIN_ELEMENTS",
     "GATE_THRESHOLD",
     "GN_MAX_GROUPS",
     "INFO",
@@ -41,6 +44,9 @@ __all__ = [
 GATE_THRESHOLD = 0.5
 #: The paper's GroupNorm group count; fewer where 16 does not divide the channels (see gn_groups).
 GN_MAX_GROUPS = 16
+#: Without autograd, inputs with fewer elements than this take the plain form (see _fused):
+#: on CPU the fused form paid from about 64@56 at batch 1 and lost on CIFAR-sized maps.
+FUSED_MIN_ELEMENTS = 1 << 17
 
 
 def validate(*, alpha: float = 0.5, r: int = 2, g: int = 2) -> None:
@@ -160,6 +166,121 @@ def _kaiming(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
+def _fused(x: Tensor) -> bool:
+    """Whether a forward pass on ``x`` takes the fused autograd functions or the plain form.
+
+    Plain (the paper's formulas as separate tensor operations, the same values) while a pass is
+    traced, exported or compiled, and for a small input without autograd: there, per-operation
+    overhead dominates and the plain form has fewer operations. Fused otherwise: it writes and
+    keeps fewer full-size maps (see ``experiments/results/op_speed.md``).
+    """
+    # (A TorchScript-based ONNX export traces, so is_tracing covers it; all four are cheap.)
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    return torch.is_grad_enabled() or x.numel() >= FUSED_MIN_ELEMENTS
+
+
+def _cuts(total: int, *points: int) -> list[tuple[int, int]]:
+    """Consecutive ``[a, b)`` ranges of ``0..total`` cut at every ``point mod total``."""
+    edges = sorted({0, total, *(p % total for p in points)})
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _take(parts: tuple[Tensor, ...], a: int, b: int) -> Tensor:
+    """Channels ``[a, b)`` of the concatenation of ``parts`` (a range inside one part)."""
+    for t in parts:
+        if a < t.shape[1]:
+            return t[:, a:b]
+        a, b = a - t.shape[1], b - t.shape[1]
+    raise IndexError("channel range outside the parts")
+
+
+class _GateSwap(torch.autograd.Function):
+    """The SRU's gate and cross reconstruction, ``Y·m + roll(Y·(1 - m), C // 2)``, written
+    straight into contiguous channel parts; keeps only the boolean mask for backward.
+
+    Backward: channel ``c`` of the input gradient is the output gradient at ``c`` where the
+    mask is set and at ``(c + C // 2) mod C`` where it is not - one select per range.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, gate: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
+        n, c, h, w = y.shape
+        half = c // 2
+        outs = tuple(y.new_empty(n, k, h, w) for k in sizes)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        for a, b in _cuts(c, half, *starts):
+            dst, src = _take(outs, a, b), (a - half) % c
+            torch.mul(y[:, a:b], gate[:, a:b], out=dst)
+            dst.addcmul_(y[:, src : src + b - a], ~gate[:, src : src + b - a])
+        ctx.save_for_backward(gate)
+        ctx.sizes, ctx.half = sizes, half
+        return outs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        (gate,) = ctx.saved_tensors
+        c, half = gate.shape[1], ctx.half
+        dy = grads[0].new_empty(gate.shape)
+        starts = [sum(ctx.sizes[:i]) for i in range(len(ctx.sizes))]
+        cuts = _cuts(c, c - half, *starts, *(s - half for s in starts))
+        for a, b in cuts:
+            src = (a + half) % c
+            torch.where(
+                gate[:, a:b],
+                _take(grads, a, b),
+                _take(grads, src, src + b - a),
+                out=dy[:, a:b],
+            )
+        return dy, None, None
+
+
+def _fuse_weights(y1: Tensor, p2: Tensor, low: Tensor) -> tuple[Tensor, Tensor]:
+    """Eq. 8: ``beta = softmax(GAP(Y1), GAP([P2, low]))`` over the pair, per channel."""
+    s2 = torch.cat([F.adaptive_avg_pool2d(p2, 1), F.adaptive_avg_pool2d(low, 1)], dim=1)
+    beta = torch.softmax(torch.stack([F.adaptive_avg_pool2d(y1, 1), s2]), dim=0)
+    return beta[0], beta[1]
+
+
+class _Fuse(torch.autograd.Function):
+    """The CRU's fuse (Eqs. 8-9) ``beta1·Y1 + beta2·[P2, low]``, pooling and softmax included,
+    without building ``[P2, low]``; the backward folds the pooling's gradient into one write
+    per map instead of expanding it into extra full-size maps.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, y1: Tensor, p2: Tensor, low: Tensor) -> Tensor:
+        m = p2.shape[1]
+        b1, b2 = _fuse_weights(y1, p2, low)
+        out = torch.mul(y1, b1)
+        out[:, :m].addcmul_(p2, b2[:, :m])
+        out[:, m:].addcmul_(low, b2[:, m:])
+        ctx.save_for_backward(y1, p2, low, b1, b2)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, ...]:
+        y1, p2, low, b1, b2 = ctx.saved_tensors
+        m = p2.shape[1]
+        g_p2, g_low = grad[:, :m], grad[:, m:]
+
+        def dot(a: Tensor, b: Tensor) -> Tensor:  # per sample and channel, over the pixels
+            return (a * b).sum(dim=(2, 3), keepdim=True)
+
+        d_b1 = dot(grad, y1)
+        d_b2 = torch.cat([dot(g_p2, p2), dot(g_low, low)], dim=1)
+        # Softmax of a pair: d s1 = b1·b2·(d b1 - d b2) = -d s2; the pooling spreads d s / HW.
+        d_s1 = (b1 * b2 * (d_b1 - d_b2)).div_(y1.shape[2] * y1.shape[3])
+        d_s2 = -d_s1
+        return (
+            torch.addcmul(d_s1, grad, b1),
+            torch.addcmul(d_s2[:, :m], g_p2, b2[:, :m]),
+            torch.addcmul(d_s2[:, m:], g_low, b2[:, m:]),
+        )
+
+
 class SRU(nn.Module):
     """Spatial reconstruction unit (the paper's Eqs. 1-4): separate, then cross-reconstruct.
 
@@ -187,14 +308,48 @@ class SRU(nn.Module):
         self.channels = channels
         self.gn = nn.GroupNorm(gn_groups(channels), channels)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def gate(self, y: Tensor, *, fused: bool = True) -> Tensor:
+        """The informative mask: ``sigmoid(w·Y) > 0.5`` tested as ``w·Y > 0`` (no gradient).
+
+        The two agree except where rounding makes ``sigmoid`` of a tiny positive product
+        exactly 0.5 (``0 < w·Y < ~6e-8``), a set of measure zero for a normalised map. In the
+        fused form, when every ``w`` has the same sign (e.g. all ``gamma > 0``, as
+        initialised) the test is the sign of ``Y`` alone, without the product.
+        """
+        with torch.no_grad():
+            gamma = self.gn.weight
+            w = gamma / gamma.sum()
+            if fused:
+                if bool((w > 0).all()):
+                    return y > 0
+                if bool((w < 0).all()):
+                    return y < 0
+            return (y * w.view(1, -1, 1, 1)) > 0
+
+    def parts(self, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
+        """The SRU's output cut along channels into contiguous tensors of ``sizes`` channels.
+
+        Fused (see :func:`_fused`): the gate and the swap write the parts directly, and only
+        the boolean mask is kept for backward; the CRU's upper and lower parts come out without
+        a ``split`` of one map (whose halves a batched convolution would copy first).
+        """
+        if not _fused(x):
+            return tuple(torch.split(self.plain(x), list(sizes), dim=1))
+        return self._fused_parts(x, sizes)
+
+    def _fused_parts(self, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
         y = self.gn(x)
-        gamma = self.gn.weight
-        w = (gamma / gamma.sum()).view(1, -1, 1, 1)
-        gate = torch.sigmoid(y * w) > GATE_THRESHOLD
-        informative = torch.where(gate, y, 0.0)
+        return _GateSwap.apply(y, self.gate(y), sizes)
+
+    def plain(self, x: Tensor) -> Tensor:
+        """The SRU as separate tensor operations: mask, where, subtraction and ``roll``."""
+        y = self.gn(x)
+        informative = torch.where(self.gate(y, fused=False), y, 0.0)
         redundant = y - informative
         return informative + torch.roll(redundant, shifts=self.channels // 2, dims=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.parts(x, (self.channels,))[0]
 
     def extra_repr(self) -> str:
         return f"{self.channels}, threshold={GATE_THRESHOLD}"
@@ -243,12 +398,24 @@ class CRU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         up, low = torch.split(x, [self.upper, self.lower], dim=1)
+        return self.forward_parts(up, low, fused=_fused(x))
+
+    def forward_parts(self, up: Tensor, low: Tensor, *, fused: bool = True) -> Tensor:
+        """The CRU on its input already split into the upper and lower channels.
+
+        Fused: the upper sum in place, and one autograd function for the fuse that never
+        concatenates the lower branch; plain: the paper's operations one by one.
+        """
         up, low = self.squeeze_up(up), self.squeeze_low(low)
-        y1 = self.gwc(up) + self.pwc1(up)
-        y2 = torch.cat([self.pwc2(low), low], dim=1)
-        s = torch.stack([F.adaptive_avg_pool2d(y1, 1), F.adaptive_avg_pool2d(y2, 1)])
-        beta = torch.softmax(s, dim=0)  # pairwise over (upper, lower), per channel
-        return beta[0] * y1 + beta[1] * y2
+        if not fused:
+            y1 = self.gwc(up) + self.pwc1(up)
+            y2 = torch.cat([self.pwc2(low), low], dim=1)
+            s = torch.stack([F.adaptive_avg_pool2d(y1, 1), F.adaptive_avg_pool2d(y2, 1)])
+            beta = torch.softmax(s, dim=0)  # pairwise over (upper, lower), per channel
+            return beta[0] * y1 + beta[1] * y2
+        # In place on the conv's output: a convolution's backward does not need its output.
+        y1 = self.gwc(up).add_(self.pwc1(up))
+        return _Fuse.apply(y1, self.pwc2(low), low)
 
     def extra_repr(self) -> str:
         return f"upper={self.upper}, lower={self.lower}"
@@ -333,9 +500,15 @@ class SCConv2d(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.cru(self.sru(self.pool(x)))
+        x = self.pool(x)
+        fused = _fused(x)
+        if fused:
+            up, low = self.sru._fused_parts(x, (self.cru.upper, self.cru.lower))
+        else:
+            up, low = torch.split(self.sru.plain(x), [self.cru.upper, self.cru.lower], dim=1)
+        out = self.cru.forward_parts(up, low, fused=fused)
         if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1, 1)
+            out = out.add_(self.bias.view(1, -1, 1, 1))  # neither form's last op keeps it
         return out
 
     def extra_repr(self) -> str:
