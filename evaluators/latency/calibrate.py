@@ -7,14 +7,15 @@ again), and the fixed part of the network is not exactly "measured all-conv − 
 entries". :class:`Calibration` corrects both with a linear model on features of the table::
 
     latency ≈ b + Σ_f a_f · (Σ entries of the slots whose operator family is f)
-                + Σ_f c_f · (number of slots of family f, f ≠ conv)
 
 fitted by weighted least squares on a few dozen architectures measured end to end (weights
-1/y², so it minimises the squared *relative* error), with an optional ridge that pulls the
-coefficients toward the uncalibrated table (a_f = 1, c_f = 0, b = base): with no data the
-calibrated model is the table. :func:`calibration_sample` draws the architectures to
-measure so that the operator mix and the FLOPs spread widely (each architecture gets its own
-random weights over the menu's choices).
+1/y², so it minimises the squared *relative* error), with a ridge that pulls the
+coefficients toward the uncalibrated table (a_f = 1, b = base): with little data the
+calibrated model stays near the table. Per-family slot counts (``n:f``, a fixed cost per
+slot) are available as features too (``counts=True``); on the measured spaces they did not
+help held-out accuracy, so the table does not use them. :func:`calibration_sample` draws
+the architectures to measure so that the operator mix and the FLOPs spread widely (each
+architecture gets its own random weights over the menu's choices).
 
 Pure Python and numpy on numbers; must not import torch, ``search_spaces``, other
 ``evaluators`` modules or ``nas``.
@@ -42,26 +43,27 @@ INTERCEPT = "1"
 
 
 def family_features(
-    entries: Sequence[tuple[str, float]], families: Sequence[str]
+    entries: Sequence[tuple[str, float]], families: Sequence[str], *, counts: bool = False
 ) -> dict[str, float]:
     """Features of one architecture from its slots' ``(operator family, table entry ms)``.
 
-    ``ms:f`` sums the entries of the slots of family ``f``; ``n:f`` counts those slots for every
-    family but ``conv`` (the counts of all families add up to the number of slots, a constant
-    that the intercept already carries). ``families`` fixes the feature set (and its order);
-    a family not in it is an error.
+    ``ms:f`` sums the entries of the slots of family ``f``; with ``counts``, ``n:f`` counts
+    those slots for every family but ``conv`` (the counts of all families add up to the
+    number of slots, a constant that the intercept already carries). ``families`` fixes the
+    feature set (and its order); a family not in it is an error.
     """
     out: dict[str, float] = {INTERCEPT: 1.0}
     for f in families:
         out[f"ms:{f}"] = 0.0
-    for f in families:
-        if f != "conv":
-            out[f"n:{f}"] = 0.0
+    if counts:
+        for f in families:
+            if f != "conv":
+                out[f"n:{f}"] = 0.0
     for fam, ms in entries:
         if fam not in families:
             raise ValueError(f"operator family {fam!r} is not one of {list(families)}")
         out[f"ms:{fam}"] += float(ms)
-        if fam != "conv":
+        if counts and fam != "conv":
             out[f"n:{fam}"] += 1.0
     return out
 
@@ -81,10 +83,11 @@ def fit_least_squares(
 ) -> list[float]:
     """β minimising ``Σ w_i (x_i·β − y_i)² + ridge · Σ_j s_j² (β_j − prior_j)²``.
 
-    ``s_j`` is the weighted root-mean-square of column ``j`` (so ``ridge`` is unit-free: 1
-    weighs the prior like one more observation per coefficient). Solved in closed form with
-    ``numpy.linalg.lstsq`` on the stacked system, so a rank-deficient design (a column of
-    zeros, two equal columns) still gives the minimum-norm solution rather than an error.
+    ``s_j² = Σ_i w_i x_ij² / n`` (the weighted mean square of column ``j``), so ``ridge`` is
+    unit-free: 1 weighs the prior about like one more observation per coefficient. Solved in
+    closed form with ``numpy.linalg.lstsq`` on the stacked system, so a rank-deficient design
+    (a column of zeros, two equal columns) still gives the minimum-norm solution rather than
+    an error.
     ``ridge`` needs ``prior`` (default all zeros).
     """
     xm = np.asarray(x, dtype=float)
@@ -107,7 +110,7 @@ def fit_least_squares(
     sw = np.sqrt(w)
     a, b = xm * sw[:, None], ym * sw
     if ridge > 0:
-        scale = np.sqrt((w[:, None] * xm**2).sum(axis=0) / max(w.sum(), 1e-300))
+        scale = np.sqrt((w[:, None] * xm**2).sum(axis=0) / len(ym))
         scale[scale == 0] = 1.0
         d = np.diag(math.sqrt(ridge) * scale)
         a = np.vstack([a, d])

@@ -425,7 +425,7 @@ class LatencyTable:
         return ["conv", *sorted(op for op in OPS if op != "conv")]
 
     def features(self, choices: Mapping[str, Any]) -> dict[str, float]:
-        """Calibration features of ``choices``: per family, Σ entries and slot count
+        """Calibration features of ``choices``: intercept and, per family, Σ entries
         (:func:`evaluators.latency.calibrate.family_features`)."""
         slots_ms = self.per_slot(choices)
         fams = {s.path: _as_spec(choices.get(s.path, ("conv", {}))).op for s in self.slots}
@@ -439,14 +439,15 @@ class LatencyTable:
         choices: Sequence[Mapping[str, Any]],
         measured_ms: Sequence[float],
         *,
-        ridge: float = 0.0,
+        ridge: float = 1.0,
         key: str | None = None,
         **info: Any,
     ) -> Calibration:
         """Fit (and use from now on) the calibration on already measured architectures.
 
         ``choices`` holds one slot-path -> choice mapping per architecture, ``measured_ms``
-        its measured latency. With ``key`` the fit is stored in the cache under that name.
+        its measured latency. ``ridge`` pulls toward the plain table (1: about one observation's
+        weight per coefficient). With ``key`` the fit is stored in the cache under that name.
         """
         feats = [self.features(c) for c in choices]
         self.calibration = Calibration.fit(
@@ -473,7 +474,7 @@ class LatencyTable:
         rounds: int = 6,
         passes: int = 3,
         warmup: int = 2,
-        ridge: float = 0.0,
+        ridge: float = 1.0,
     ) -> Calibration:
         """Calibrate on ``n`` architectures of the space ``choices`` (slot path -> labels).
 

@@ -81,7 +81,15 @@ def test_bad_fit_input_is_named(kwargs, match):
 
 
 def test_family_features_sum_entries_and_count_non_conv_slots():
-    f = family_features([("conv", 1.0), ("scconv", 2.0), ("scconv", 0.5), ("octconv", 3.0)], FAMS)
+    slots = [("conv", 1.0), ("scconv", 2.0), ("scconv", 0.5), ("octconv", 3.0)]
+    assert family_features(slots, FAMS) == {
+        "1": 1.0,
+        "ms:conv": 1.0,
+        "ms:linearconv": 0.0,
+        "ms:octconv": 3.0,
+        "ms:scconv": 2.5,
+    }
+    f = family_features(slots, FAMS, counts=True)
     assert f == {
         "1": 1.0,
         "ms:conv": 1.0,
@@ -100,7 +108,7 @@ def _synthetic(n, rng, coef):
     feats, ys = [], []
     for _ in range(n):
         slots = [(rng.choice(FAMS), rng.uniform(0.1, 2.0)) for _ in range(10)]
-        f = family_features(slots, FAMS)
+        f = family_features(slots, FAMS, counts=True)
         feats.append(f)
         ys.append(math.fsum(coef[k] * v for k, v in f.items()))
     return feats, ys
@@ -128,7 +136,7 @@ def test_calibration_recovers_known_coefficients_and_reproduces_latencies():
 
 def test_with_a_strong_ridge_the_calibration_is_the_plain_table():
     feats, ys = _synthetic(
-        5, random.Random(2), prior_coefficients(list(family_features([], FAMS)), 0.0)
+        5, random.Random(2), prior_coefficients(list(family_features([], FAMS, counts=True)), 0.0)
     )
     ys = [2 * y for y in ys]  # the data say "twice the table"; a huge ridge says "the table"
     cal = Calibration.fit(feats, ys, base_ms=0.25, ridge=1e9)
@@ -251,10 +259,14 @@ def test_a_fitted_table_predicts_with_the_calibration_and_caches_it(tmp_path):
     ]
     plain = [t.predict(c) for c in archs]
     assert plain == [t.predict_table(c) for c in archs]
-    # "measured" = 1.5 x the table + 0.2 ms per octconv slot: a model the features span
-    meas = [1.5 * p + 0.2 * len(c) for p, c in zip(plain, archs)]
-    # ms:conv and ms:octconv vary; n:octconv = slots changed; base in the intercept
-    cal = t.fit_calibration(archs, meas, key="k")
+    # "measured" = 1.5 x the table's conv part + 2 x its octconv part + 0.3 ms: a model the
+    # features (intercept, ms:conv, ms:octconv) span, fitted exactly without a ridge
+    meas = []
+    for c in archs:
+        f = t.features(c)
+        meas.append(0.3 + 1.5 * f["ms:conv"] + 2.0 * f["ms:octconv"])
+    cal = t.fit_calibration(archs, meas, key="k", ridge=0.0)
+    assert cal.coef["ms:conv"] == pytest.approx(1.5) and cal.coef["1"] == pytest.approx(0.3)
     assert [t.predict(c) for c in archs] == pytest.approx(meas, rel=1e-6)
     assert [t.predict_table(c) for c in archs] == plain
     assert cal.fit_mape < 1e-6
