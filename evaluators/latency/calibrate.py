@@ -32,14 +32,21 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "FEATURE_SETS",
     "Calibration",
     "calibration_sample",
     "family_features",
     "fit_least_squares",
+    "loo_mape",
+    "make_features",
     "prior_coefficients",
+    "select_calibration",
 ]
 
 INTERCEPT = "1"
+#: ``total``: intercept + Σ of all entries (one scale, one offset: the table's ranking kept);
+#: ``family``: intercept + Σ entries per operator family (a scale per family).
+FEATURE_SETS = ("total", "family")
 
 
 def family_features(
@@ -66,6 +73,18 @@ def family_features(
         if counts and fam != "conv":
             out[f"n:{fam}"] += 1.0
     return out
+
+
+def make_features(
+    entries: Sequence[tuple[str, float]], families: Sequence[str], kind: str
+) -> dict[str, float]:
+    """Features of one architecture for the feature set ``kind`` (:data:`FEATURE_SETS`)."""
+    if kind == "family":
+        return family_features(entries, families)
+    if kind == "total":
+        fam = family_features(entries, families)
+        return {INTERCEPT: 1.0, "ms:all": math.fsum(v for k, v in fam.items() if k != INTERCEPT)}
+    raise ValueError(f"feature set must be one of {', '.join(FEATURE_SETS)}, got {kind!r}")
 
 
 def prior_coefficients(names: Sequence[str], base_ms: float) -> dict[str, float]:
@@ -135,6 +154,7 @@ class Calibration:
     threads: int | None = None
     measure_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    kind: str = "family"
 
     @classmethod
     def fit(
@@ -189,6 +209,7 @@ class Calibration:
             "threads": self.threads,
             "measure_s": self.measure_s,
             "info": dict(self.info),
+            "kind": self.kind,
         }
 
     @classmethod
@@ -201,7 +222,62 @@ class Calibration:
             threads=d.get("threads"),
             measure_s=float(d.get("measure_s", 0.0)),
             info=dict(d.get("info", {})),
+            kind=str(d.get("kind", "family")),
         )
+
+    def predict_entries(
+        self, entries: Sequence[tuple[str, float]], families: Sequence[str]
+    ) -> float:
+        """Prediction from an architecture's ``(family, entry ms)`` per slot."""
+        return self.predict(make_features(entries, families, self.kind))
+
+
+def loo_mape(
+    features: Sequence[Mapping[str, float]],
+    measured_ms: Sequence[float],
+    *,
+    base_ms: float = 0.0,
+    ridge: float = 0.0,
+) -> float:
+    """Leave-one-out mean absolute relative error of :meth:`Calibration.fit` on these rows."""
+    errs = []
+    for i, (f, y) in enumerate(zip(features, measured_ms)):
+        rest = [g for j, g in enumerate(features) if j != i]
+        ys = [v for j, v in enumerate(measured_ms) if j != i]
+        cal = Calibration.fit(rest, ys, base_ms=base_ms, ridge=ridge)
+        errs.append(abs(cal.predict(f) - y) / y)
+    return math.fsum(errs) / len(errs)
+
+
+def select_calibration(
+    entries: Sequence[Sequence[tuple[str, float]]],
+    measured_ms: Sequence[float],
+    families: Sequence[str],
+    *,
+    kinds: Sequence[str] = FEATURE_SETS,
+    base_ms: float = 0.0,
+    ridge: float = 0.0,
+    **kwargs: Any,
+) -> Calibration:
+    """Fit every feature set of ``kinds``; keep the one with the lowest leave-one-out error.
+
+    Uses the calibration architectures only (``entries``: per architecture, its slots'
+    ``(family, entry ms)``). Ties go to the earlier set of ``kinds`` (the simpler one by
+    default). The leave-one-out errors are kept in ``info["loo_mape"]``.
+    """
+    if len(measured_ms) < 3 and len(kinds) > 1:
+        raise ValueError("choosing a feature set needs at least 3 measured architectures")
+    feats = {k: [make_features(e, families, k) for e in entries] for k in kinds}
+    loo = (
+        {k: loo_mape(feats[k], measured_ms, base_ms=base_ms, ridge=ridge) for k in kinds}
+        if len(kinds) > 1
+        else {}
+    )
+    best = min(kinds, key=lambda k: (loo.get(k, 0.0), list(kinds).index(k)))
+    info = {**kwargs.pop("info", {}), "loo_mape": loo}
+    return Calibration.fit(
+        feats[best], measured_ms, base_ms=base_ms, ridge=ridge, kind=best, info=info, **kwargs
+    )
 
 
 def calibration_sample(

@@ -36,7 +36,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from evaluators.latency.calibrate import Calibration, calibration_sample, family_features
+from evaluators.latency.calibrate import (
+    FEATURE_SETS,
+    Calibration,
+    calibration_sample,
+    make_features,
+    select_calibration,
+)
 from evaluators.latency.interleaved import measure_interleaved
 from evaluators.latency.measure import (
     LatencyResult,
@@ -424,12 +430,17 @@ class LatencyTable:
 
         return ["conv", *sorted(op for op in OPS if op != "conv")]
 
-    def features(self, choices: Mapping[str, Any]) -> dict[str, float]:
-        """Calibration features of ``choices``: intercept and, per family, Σ entries
-        (:func:`evaluators.latency.calibrate.family_features`)."""
+    def slot_entries(self, choices: Mapping[str, Any]) -> list[tuple[str, float]]:
+        """``(operator family, entry ms)`` of every slot for ``choices``."""
         slots_ms = self.per_slot(choices)
         fams = {s.path: _as_spec(choices.get(s.path, ("conv", {}))).op for s in self.slots}
-        return family_features([(fams[p], ms) for p, ms in slots_ms.items()], self.families())
+        return [(fams[p], ms) for p, ms in slots_ms.items()]
+
+    def features(self, choices: Mapping[str, Any]) -> dict[str, float]:
+        """Calibration features of ``choices`` in the calibration's feature set (``family``
+        without one; :func:`evaluators.latency.calibrate.make_features`)."""
+        kind = self.calibration.kind if self.calibration is not None else "family"
+        return make_features(self.slot_entries(choices), self.families(), kind)
 
     def calibration_key(self, n: int, seed: int) -> str:
         return f"{self.base_key}|n={n}|seed={seed}|families={','.join(self.families())}"
@@ -440,6 +451,7 @@ class LatencyTable:
         measured_ms: Sequence[float],
         *,
         ridge: float = 1.0,
+        kind: str = "auto",
         key: str | None = None,
         **info: Any,
     ) -> Calibration:
@@ -447,12 +459,20 @@ class LatencyTable:
 
         ``choices`` holds one slot-path -> choice mapping per architecture, ``measured_ms``
         its measured latency. ``ridge`` pulls toward the plain table (1: about one observation's
-        weight per coefficient). With ``key`` the fit is stored in the cache under that name.
+        weight per coefficient). ``kind`` is a feature set of
+        :data:`~evaluators.latency.calibrate.FEATURE_SETS`, or ``"auto"``: the one with the
+        lowest leave-one-out error on these architectures. With ``key`` the fit is stored in
+        the cache under that name.
         """
-        feats = [self.features(c) for c in choices]
-        self.calibration = Calibration.fit(
-            feats,
+        if kind != "auto" and kind not in FEATURE_SETS:
+            raise ValueError(
+                f"kind must be 'auto' or one of {', '.join(FEATURE_SETS)}, got {kind!r}"
+            )
+        self.calibration = select_calibration(
+            [self.slot_entries(c) for c in choices],
             list(measured_ms),
+            self.families(),
+            kinds=FEATURE_SETS if kind == "auto" else (kind,),
             base_ms=self.base_ms,
             ridge=ridge,
             clock=self.clock,

@@ -19,7 +19,10 @@ from evaluators.latency.calibrate import (
     calibration_sample,
     family_features,
     fit_least_squares,
+    loo_mape,
+    make_features,
     prior_coefficients,
+    select_calibration,
 )
 from search_spaces.slots import find_slots
 
@@ -144,6 +147,35 @@ def test_with_a_strong_ridge_the_calibration_is_the_plain_table():
     assert cal.coef == pytest.approx(prior, abs=1e-4)
 
 
+def test_the_total_feature_set_is_one_sum_of_all_entries():
+    slots = [("conv", 1.0), ("scconv", 2.0), ("octconv", 0.5)]
+    assert make_features(slots, FAMS, "total") == {"1": 1.0, "ms:all": 3.5}
+    with pytest.raises(ValueError, match="feature set must be one of total, family, got 'x'"):
+        make_features(slots, FAMS, "x")
+
+
+def _entries(n, rng):
+    return [[(rng.choice(FAMS), rng.uniform(0.1, 2.0)) for _ in range(10)] for _ in range(n)]
+
+
+def test_leave_one_out_error_is_zero_for_an_exact_model_and_picks_the_feature_set():
+    rng = random.Random(3)
+    entries = _entries(20, rng)
+    scale = {"conv": 1.0, "linearconv": 1.0, "octconv": 1.2, "scconv": 2.0}
+    by_family = [0.4 + math.fsum(scale[f] * ms for f, ms in e) for e in entries]
+    feats = [make_features(e, FAMS, "family") for e in entries]
+    assert loo_mape(feats, by_family) < 1e-9
+    cal = select_calibration(entries, by_family, FAMS)
+    assert cal.kind == "family" and cal.info["loo_mape"]["total"] > 0.01
+    assert cal.predict_entries(entries[0], FAMS) == pytest.approx(by_family[0], rel=1e-9)
+    # one scale for all, plus noise: the 2-coefficient model leaves out less than the 5
+    noisy = [(0.4 + 1.3 * math.fsum(ms for _, ms in e)) * rng.uniform(0.9, 1.1) for e in entries]
+    cal = select_calibration(entries, noisy, FAMS)
+    assert cal.kind == "total" and set(cal.coef) == {"1", "ms:all"}
+    assert cal.info["loo_mape"]["total"] < cal.info["loo_mape"]["family"]
+    assert Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+
+
 def test_calibration_input_is_checked():
     f = family_features([("conv", 1.0)], FAMS)
     with pytest.raises(ValueError, match="one measured latency per feature row"):
@@ -265,7 +297,7 @@ def test_a_fitted_table_predicts_with_the_calibration_and_caches_it(tmp_path):
     for c in archs:
         f = t.features(c)
         meas.append(0.3 + 1.5 * f["ms:conv"] + 2.0 * f["ms:octconv"])
-    cal = t.fit_calibration(archs, meas, key="k", ridge=0.0)
+    cal = t.fit_calibration(archs, meas, key="k", ridge=0.0, kind="family")
     assert cal.coef["ms:conv"] == pytest.approx(1.5) and cal.coef["1"] == pytest.approx(0.3)
     assert [t.predict(c) for c in archs] == pytest.approx(meas, rel=1e-6)
     assert [t.predict_table(c) for c in archs] == plain
