@@ -26,6 +26,8 @@ EXTRA_KEYS = {
     "synthetic_size": "images generated for the synthetic dataset's train split",
     "cpu_threads": "torch intra-op threads on CPU (positive int)",
     "latency_cache_dir": "folder of the latency lookup-table cache",
+    "latency_calibrate": "architectures measured to calibrate the latency predictor "
+    "(int >= 2; default none: the plain lookup table)",
     "max_states": "architectures whose training state is kept for resuming (LRU)",
 }
 
@@ -164,6 +166,9 @@ def validate_config(config: EvalConfig) -> None:
         v = c.extra.get(name)
         if v is not None and (not _is_int(v) or v < 1):
             raise ValueError(f"extra[{name!r}] must be a positive integer, got {v!r}")
+    cal = c.extra.get("latency_calibrate")
+    if cal is not None and (not _is_int(cal) or cal < 2):
+        raise ValueError(f"extra['latency_calibrate'] must be an integer >= 2, got {cal!r}")
     aug = c.extra.get("augment")
     if aug is not None and aug not in ("cifar", "imagenet"):
         raise ValueError(f"extra['augment'] must be 'cifar', 'imagenet' or None, got {aug!r}")

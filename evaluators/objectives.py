@@ -206,6 +206,19 @@ class Evaluator:
                 channels_last=self._channels_last,
                 cache_dir=c.extra.get("latency_cache_dir"),
             )
+            n_cal = c.extra.get("latency_calibrate")
+            if n_cal is not None:
+                from search_spaces.space import SearchSpace
+
+                # the default menu's choices: the calibration's features are per operator
+                # family, so it predicts any menu's architectures
+                space = SearchSpace(
+                    arch.backbone,
+                    num_classes=arch.num_classes,
+                    resolution=arch.resolution,
+                    slots=arch.slots,
+                )
+                self._latency_tables[key].calibrate(space.choices, n=int(n_cal))
         return self._latency_tables[key]
 
     @property

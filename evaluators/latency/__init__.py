@@ -14,22 +14,29 @@ dtype, threads, batch size, memory format). ``base`` is the measured all-``conv`
 its slots' ``conv`` entries, so the prediction of the all-``conv`` model equals its measurement.
 The prediction is for screening; a search measures the candidates it keeps.
 
-The package: :mod:`~evaluators.latency.measure` (timing a model, describing the device) and
-:mod:`~evaluators.latency.table` (the per-slot lookup-table predictor, built on ``measure``).
+The package: :mod:`~evaluators.latency.measure` (timing a model, describing the device),
+:mod:`~evaluators.latency.interleaved` (timing many models in interleaved rounds),
+:mod:`~evaluators.latency.calibrate` (the linear correction of the table) and
+:mod:`~evaluators.latency.table` (the per-slot lookup-table predictor, built on the others).
 This ``__init__`` only re-exports their public names. Nothing here imports ``nas`` or
 ``evaluators`` modules outside the package.
 """
 
 from __future__ import annotations
 
+from evaluators.latency.calibrate import Calibration
+from evaluators.latency.interleaved import InterleavedResult, measure_interleaved
 from evaluators.latency.measure import LatencyResult, device_name, measure_latency
 from evaluators.latency.table import CACHE_FORMAT, LatencyTable, default_cache_dir
 
 __all__ = [
     "CACHE_FORMAT",
+    "Calibration",
+    "InterleavedResult",
     "LatencyResult",
     "LatencyTable",
     "default_cache_dir",
     "device_name",
+    "measure_interleaved",
     "measure_latency",
 ]

@@ -58,6 +58,7 @@ class LatencyResult:
     threads: int | None
     dtype: str
     samples_ms: tuple[float, ...] = ()
+    clock: str = "wall"
 
     def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
         """JSON-ready dict; the raw samples only when ``samples`` is true (they are long)."""
@@ -78,6 +79,7 @@ class LatencyResult:
         device_name: str,
         threads: int | None,
         dtype: str,
+        clock: str = "wall",
     ) -> LatencyResult:
         """Summarise raw per-pass times (milliseconds)."""
         if not samples_ms:
@@ -104,6 +106,7 @@ class LatencyResult:
             threads=threads,
             dtype=dtype,
             samples_ms=tuple(xs),
+            clock=clock,
         )
 
 
@@ -193,6 +196,7 @@ def measure_latency(
     min_time_s: float | None = None,
     in_channels: int = 3,
     max_repeats: int = 10_000,
+    clock: str = "wall",
 ) -> LatencyResult:
     """Time forward passes of ``model`` on ``Tensor[batch_size, in_channels, H, W]``.
 
@@ -206,6 +210,10 @@ def measure_latency(
     ``channels_last`` when asked), because copying a large model for every measurement would
     cost more memory than the caller expects; it is left there. Its train/eval mode is restored.
     The input is a fixed pseudo-random tensor (seed 0), so denormals do not slow the CPU path.
+
+    ``clock="thread"`` times CPU passes with ``time.thread_time`` (CPU time of the calling
+    thread, blind to other processes' turns on a busy machine) instead of wall time; it needs
+    one intra-op thread (``torch.set_num_threads(1)``), else the other threads' work is lost.
     """
     dev = parse_device(device)
     h, w = input_size(resolution)
@@ -223,6 +231,14 @@ def measure_latency(
     ):
         raise ValueError(
             f"min_time_s must be a positive number of seconds or None, got {min_time_s!r}"
+        )
+
+    if clock not in ("wall", "thread"):
+        raise ValueError(f"clock must be 'wall' or 'thread', got {clock!r}")
+    if clock == "thread" and (dev.type != "cpu" or torch.get_num_threads() != 1):
+        raise ValueError(
+            "clock 'thread' times CPU passes with one intra-op thread; got device "
+            f"{dev.type} with {torch.get_num_threads()} thread(s)"
         )
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -245,7 +261,8 @@ def measure_latency(
             if dev.type == "cuda":
                 samples = _time_cuda(model, x, dev, repeats, min_time_s, max_repeats)
             else:
-                samples = _time_cpu(model, x, repeats, min_time_s, max_repeats)
+                timer = time.thread_time if clock == "thread" else time.perf_counter
+                samples = _time_cpu(model, x, repeats, min_time_s, max_repeats, timer)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -257,6 +274,7 @@ def measure_latency(
         device_name=device_name(dev),
         threads=torch.get_num_threads() if dev.type == "cpu" else None,
         dtype=dtype_name(dtype),
+        clock=clock if dev.type == "cpu" else "cuda-events",
     )
 
 
@@ -269,13 +287,18 @@ def _enough(samples: list[float], repeats: int, min_time_s: float | None, max_re
 
 
 def _time_cpu(
-    model: nn.Module, x: torch.Tensor, repeats: int, min_time_s: float | None, max_repeats: int
+    model: nn.Module,
+    x: torch.Tensor,
+    repeats: int,
+    min_time_s: float | None,
+    max_repeats: int,
+    timer: Any = time.perf_counter,
 ) -> list[float]:
     samples: list[float] = []
     while not _enough(samples, repeats, min_time_s, max_repeats):
-        t0 = time.perf_counter()
+        t0 = timer()
         model(x)
-        samples.append((time.perf_counter() - t0) * 1e3)
+        samples.append((timer() - t0) * 1e3)
     return samples
 
 

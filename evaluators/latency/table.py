@@ -8,8 +8,14 @@ threads, batch size, memory format). ``base`` is the measured all-``conv`` model
 slots' ``conv`` entries, so the prediction of the all-``conv`` model equals its measurement.
 The prediction is for screening; a search measures the candidates it keeps.
 
-Imports :mod:`evaluators.latency.measure` and ``search_spaces``; must not import other
-``evaluators`` modules, nor ``nas``.
+That sum is biased inside a network (see :mod:`evaluators.latency.calibrate`);
+:meth:`LatencyTable.calibrate` measures a few dozen architectures end to end (interleaved,
+:mod:`evaluators.latency.interleaved`) and fits a small linear model on the table's per-family
+sums, kept in the same cache. Once calibrated, :meth:`LatencyTable.predict` uses that model;
+:meth:`LatencyTable.predict_table` is always the plain sum.
+
+Imports :mod:`evaluators.latency.measure`, ``.interleaved``, ``.calibrate`` and
+``search_spaces``; must not import other ``evaluators`` modules, nor ``nas``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import hashlib
 import json
 import math
 import os
+import random
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from evaluators.latency.calibrate import (
+    FEATURE_SETS,
+    Calibration,
+    calibration_sample,
+    make_features,
+    select_calibration,
+)
+from evaluators.latency.interleaved import measure_interleaved
 from evaluators.latency.measure import (
     LatencyResult,
     check_int,
@@ -97,6 +113,8 @@ class LatencyTable:
             resolution and slot policy); ``None`` re-measures the base in every new table.
         batch_size, device, dtype, channels_last, warmup, repeats: as :func:`measure_latency`;
             every entry and the base are timed with them.
+        clock: ``"wall"`` or ``"thread"`` (CPU time of the thread; needs one intra-op thread),
+            for the entries, the base and a calibration.
         cache_dir: folder of the JSON cache (default :func:`default_cache_dir`).
         use_cache: ``False`` keeps entries in memory only.
 
@@ -119,6 +137,7 @@ class LatencyTable:
         channels_last: bool = False,
         warmup: int = 10,
         repeats: int = 30,
+        clock: str = "wall",
         cache_dir: str | os.PathLike | None = None,
         use_cache: bool = True,
     ) -> None:
@@ -139,7 +158,18 @@ class LatencyTable:
             raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
         self.dtype = dtype
         self.channels_last = bool(channels_last)
+        if clock not in ("wall", "thread"):
+            raise ValueError(f"clock must be 'wall' or 'thread', got {clock!r}")
+        if clock == "thread" and (self.device.type != "cpu" or torch.get_num_threads() != 1):
+            raise ValueError(
+                "clock 'thread' needs the CPU with one intra-op thread (torch.set_num_threads(1))"
+            )
+        self.clock = clock
         self.base_key = base_key
+        #: (backbone, num_classes, resolution, slot policy) when built by :meth:`for_backbone`
+        self.space_key: tuple[str, int, int, str] | None = None
+        #: the fitted correction used by :meth:`predict`, or ``None`` (the plain sum)
+        self.calibration: Calibration | None = None
         self._base_model = base_model
         self._base_model_ms: float | None = None
         #: number of timings this table ran (slot entries and the base model)
@@ -154,6 +184,8 @@ class LatencyTable:
             "batch_size": self.batch_size,
             "channels_last": self.channels_last,
         }
+        if clock != "wall":  # older caches (wall clock) keep their names
+            self.context["clock"] = clock
         self.cache_path: Path | None = None
         if use_cache:
             folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -163,6 +195,7 @@ class LatencyTable:
             self.cache_path = folder / name
         self._entries: dict[str, dict[str, Any]] = {}
         self._bases: dict[str, dict[str, Any]] = {}
+        self._calibrations: dict[str, dict[str, Any]] = {}
         self._dirty = False
         self._load()
 
@@ -188,49 +221,53 @@ class LatencyTable:
         res = default_resolution(backbone) if resolution is None else resolution
         slot_list = slots_for(backbone, num_classes, res, slots)
         key = f"{backbone}|classes={num_classes}|res={res}|slots={slots}"
-        return cls(
+        table = cls(
             slot_list,
             base_model=get_backbone(backbone, num_classes),
             resolution=res,
             base_key=key,
             **kwargs,
         )
+        table.space_key = (backbone, num_classes, res, slots)
+        return table
 
     # -- cache ----------------------------------------------------------------------------
-    def _read_file(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _read_file(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if self.cache_path is None or not self.cache_path.is_file():
-            return {}, {}
+            return {}, {}, {}
         try:
             data = json.loads(self.cache_path.read_text())
         except (OSError, json.JSONDecodeError):
-            return {}, {}  # an unreadable cache is re-measured, never fatal
+            return {}, {}, {}  # an unreadable cache is re-measured, never fatal
         if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-            return {}, {}
+            return {}, {}, {}
         if data.get("context") != self.context:
-            return {}, {}
-        entries, bases = data.get("entries", {}), data.get("bases", {})
-        return (entries if isinstance(entries, dict) else {}), (
-            bases if isinstance(bases, dict) else {}
-        )
+            return {}, {}, {}
+        parts = (data.get("entries", {}), data.get("bases", {}), data.get("calibrations", {}))
+        entries, bases, cals = (p if isinstance(p, dict) else {} for p in parts)
+        return entries, bases, cals
 
     def _load(self) -> None:
-        entries, bases = self._read_file()
+        entries, bases, cals = self._read_file()
         self._entries.update(entries)
         self._bases.update(bases)
+        self._calibrations.update(cals)
 
     def save(self) -> None:
         """Merge with the file on disk (first measurement wins) and write it atomically."""
         if self.cache_path is None or not self._dirty:
             return
-        entries, bases = self._read_file()
+        entries, bases, cals = self._read_file()
         # entries already on disk win: a key is measured once and then fixed for everyone
         self._entries.update(entries)
         self._bases.update(bases)
+        self._calibrations.update(cals)
         data = {
             "format": CACHE_FORMAT,
             "context": self.context,
             "entries": dict(sorted(self._entries.items())),
             "bases": dict(sorted(self._bases.items())),
+            "calibrations": dict(sorted(self._calibrations.items())),
         }
         folder = self.cache_path.parent
         folder.mkdir(parents=True, exist_ok=True)
@@ -262,6 +299,7 @@ class LatencyTable:
             dtype=self.dtype,
             channels_last=self.channels_last,
             in_channels=in_channels,
+            clock=self.clock,
         )
 
     def _slot(self, slot: Slot | str) -> Slot:
@@ -365,8 +403,8 @@ class LatencyTable:
         self.save()
         return out
 
-    def predict(self, choices: Mapping[str, Any]) -> float:
-        """Predicted latency (ms): ``base + Σ`` slot entries.
+    def predict_table(self, choices: Mapping[str, Any]) -> float:
+        """The uncalibrated prediction (ms): ``base + Σ`` slot entries.
 
         ``choices`` maps slot paths to an ``OpSpec``, a label or an ``(op_name, hparams)``
         pair; a slot left out keeps its ``conv``. Missing entries are measured first.
@@ -374,6 +412,137 @@ class LatencyTable:
         slots_ms = self.per_slot(choices)  # validates the choices before the base is timed
         return self.base_ms + math.fsum(slots_ms.values())
 
+    def predict(self, choices: Mapping[str, Any]) -> float:
+        """Predicted latency (ms): the calibrated model when there is one, else
+        :meth:`predict_table`. ``choices`` as :meth:`predict_table`."""
+        if self.calibration is None:
+            return self.predict_table(choices)
+        return max(0.0, self.calibration.predict(self.features(choices)))
+
     def predict_arch(self, arch: Any) -> float:
         """:meth:`predict` for an ``Architecture`` (uses ``arch.ops``)."""
         return self.predict(dict(arch.ops))
+
+    # -- calibration ----------------------------------------------------------------------
+    def families(self) -> list[str]:
+        """Operator families the features name: ``conv`` first, then the others by name."""
+        from search_spaces.ops import OPS
+
+        return ["conv", *sorted(op for op in OPS if op != "conv")]
+
+    def slot_entries(self, choices: Mapping[str, Any]) -> list[tuple[str, float]]:
+        """``(operator family, entry ms)`` of every slot for ``choices``."""
+        slots_ms = self.per_slot(choices)
+        fams = {s.path: _as_spec(choices.get(s.path, ("conv", {}))).op for s in self.slots}
+        return [(fams[p], ms) for p, ms in slots_ms.items()]
+
+    def features(self, choices: Mapping[str, Any]) -> dict[str, float]:
+        """Calibration features of ``choices`` in the calibration's feature set (``family``
+        without one; :func:`evaluators.latency.calibrate.make_features`)."""
+        kind = self.calibration.kind if self.calibration is not None else "family"
+        return make_features(self.slot_entries(choices), self.families(), kind)
+
+    def calibration_key(self, n: int, seed: int) -> str:
+        return f"{self.base_key}|n={n}|seed={seed}|families={','.join(self.families())}"
+
+    def fit_calibration(
+        self,
+        choices: Sequence[Mapping[str, Any]],
+        measured_ms: Sequence[float],
+        *,
+        ridge: float = 1.0,
+        kind: str = "auto",
+        key: str | None = None,
+        **info: Any,
+    ) -> Calibration:
+        """Fit (and use from now on) the calibration on already measured architectures.
+
+        ``choices`` holds one slot-path -> choice mapping per architecture, ``measured_ms``
+        its measured latency. ``ridge`` pulls toward the plain table (1: about one observation's
+        weight per coefficient). ``kind`` is a feature set of
+        :data:`~evaluators.latency.calibrate.FEATURE_SETS`, or ``"auto"``: the one with the
+        lowest leave-one-out error on these architectures. With ``key`` the fit is stored in
+        the cache under that name.
+        """
+        if kind != "auto" and kind not in FEATURE_SETS:
+            raise ValueError(
+                f"kind must be 'auto' or one of {', '.join(FEATURE_SETS)}, got {kind!r}"
+            )
+        self.calibration = select_calibration(
+            [self.slot_entries(c) for c in choices],
+            list(measured_ms),
+            self.families(),
+            kinds=FEATURE_SETS if kind == "auto" else (kind,),
+            base_ms=self.base_ms,
+            ridge=ridge,
+            clock=self.clock,
+            threads=self.context["threads"],
+            **info,
+        )
+        if key is not None:
+            self._calibrations[key] = self.calibration.to_dict()
+            self._dirty = True
+            self.save()
+        return self.calibration
+
+    def calibrate(
+        self,
+        choices: Mapping[str, Sequence[str]],
+        *,
+        n: int = 30,
+        seed: int = 0,
+        rounds: int = 6,
+        passes: int = 3,
+        warmup: int = 2,
+        ridge: float = 1.0,
+    ) -> Calibration:
+        """Calibrate on ``n`` architectures of the space ``choices`` (slot path -> labels).
+
+        Reuses a calibration cached under the same key (space, ``n``, ``seed``, families).
+        Otherwise draws ``n`` widely spread architectures
+        (:func:`evaluators.latency.calibrate.calibration_sample` with ``seed``), builds them,
+        measures them together in ``rounds`` interleaved rounds of ``passes`` passes
+        (:func:`evaluators.latency.interleaved.measure_interleaved`, the table's clock and
+        threads), fills their table entries and fits. Needs a table from :meth:`for_backbone`.
+        """
+        if self.space_key is None or self.device.type != "cpu":
+            raise ValueError(
+                "calibrate needs a CPU table made by LatencyTable.for_backbone (it builds "
+                "the sampled architectures)"
+            )
+        check_int("n", n, 2)
+        key = self.calibration_key(n, seed)
+        hit = self._calibrations.get(key)
+        if hit is not None:
+            self.calibration = Calibration.from_dict(hit)
+            return self.calibration
+        from search_spaces.arch import build_model
+        from search_spaces.space import SearchSpace
+
+        backbone, classes, res, policy = self.space_key
+        space = SearchSpace(backbone, num_classes=classes, resolution=res, slots=policy)
+        picks = calibration_sample(choices, n, random.Random(seed))
+        archs = [space.to_architecture(p) for p in picks]
+        t0 = time.perf_counter()
+        for a in archs:  # entries first: the timing of the table is not the calibration's
+            self.per_slot(dict(a.ops))
+        self.base_ms  # noqa: B018 - measures the base when missing
+        results = measure_interleaved(
+            [build_model(a) for a in archs],
+            res,
+            rounds=rounds,
+            passes=passes,
+            warmup=warmup,
+            threads=None,
+            clock=self.clock,
+            batch_size=self.batch_size,
+        )
+        elapsed = time.perf_counter() - t0
+        return self.fit_calibration(
+            [dict(a.ops) for a in archs],
+            [r.median_ms for r in results],
+            ridge=ridge,
+            key=key,
+            measure_s=elapsed,
+            info={"rounds": rounds, "passes": passes, "seed": seed},
+        )

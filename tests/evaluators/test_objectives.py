@@ -181,6 +181,27 @@ def test_predicted_latency_needs_no_measurement_of_the_candidate(tmp_path):
     assert list(tmp_path.glob("*.json"))  # the table was cached on disk
 
 
+@pytest.mark.slow
+def test_a_calibrated_prediction_measures_the_calibration_once_and_uses_it(tmp_path):
+    arch = Architecture.uniform("cifar_resnet20", OpSpec.make("octconv", alpha=0.5), resolution=16)
+    cfg = _cfg(
+        latency="predict",
+        latency_repeats=2,
+        proxy_epochs=1,
+        extra={"latency_cache_dir": str(tmp_path), "latency_calibrate": 4},
+    )
+    ev = Evaluator(cfg)
+    m = ev.evaluate(arch, 0)
+    table = next(iter(ev._latency_tables.values()))
+    assert table.calibration is not None and table.calibration.n_archs == 4
+    assert m.latency_source == "predicted"
+    assert m.latency_ms == pytest.approx(
+        max(0.0, table.calibration.predict(table.features(arch.ops)))
+    )
+    cached = json.loads(next(tmp_path.glob("*.json")).read_text())["calibrations"]
+    assert list(cached) == [table.calibration_key(4, 0)]
+
+
 def test_state_store_is_a_bounded_lru():
     s = StateStore(2)
     s["a"], s["b"] = (
@@ -208,6 +229,10 @@ def test_state_store_is_a_bounded_lru():
         ({"dataset": "mnist"}, "dataset 'mnist' is not one of"),
         ({"val_fraction": 1.0}, r"val_fraction must be a number in \(0, 1\), got 1.0"),
         ({"extra": {"augment": "mixup"}}, "extra\\['augment'\\] must be 'cifar', 'imagenet'"),
+        (
+            {"extra": {"latency_calibrate": 1}},
+            "extra\\['latency_calibrate'\\] must be an integer >= 2, got 1",
+        ),
     ],
 )
 def test_bad_configs_raise_value_errors_naming_the_field(kw, match):
