@@ -72,7 +72,7 @@ class SearchConfig:
     sampler: str = "tpe"
     trials: int = 50
     max_rejections: int = 200
-    repair: bool = False
+    repair: bool = True
     timeout_s: float | None = None
     seed: int = 0
     device: str = "auto"

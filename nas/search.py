@@ -109,7 +109,7 @@ def run_search(
     sampler: str = "tpe",
     trials: int = 50,
     max_rejections: int = 200,
-    repair: bool = False,
+    repair: bool = True,
     timeout: str | float | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -134,8 +134,9 @@ def run_search(
     ``function(arch, eval_config, fidelity=epochs) -> Metrics`` (default: the real
     proxy-training evaluator); ``evaluator_options`` go to ``EvalConfig.extra``.
     ``trials`` counts evaluated candidates: a proposal over ``budget`` or ``max_params`` is
-    recorded as infeasible but not counted; after ``max_rejections`` of them in a row the
-    search stops (``SearchResult.rejections_exhausted``).
+    recorded as infeasible but not counted; with ``repair`` it is evaluated next changed to
+    fit; after ``max_rejections`` of them in a row the search stops
+    (``SearchResult.rejections_exhausted``).
     Progress goes to ``stream`` (default: standard output; pass ``io.StringIO()`` to keep it).
     ``backend="ray"`` runs ``workers`` search workers as Ray Tune trials (``ray_address``
     ``None``: a local Ray instance), each with ``cpus_per_worker`` CPUs and
@@ -364,9 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--repair",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="after a proposal over --budget/--max-params, evaluate it next changed to fit "
-        "(random slots made cheaper) (default: off)",
+        default=True,
+        help="after a proposal over --budget/--max-params, evaluate it next, changed to fit "
+        "(random slots made cheaper); --no-repair: let the sampler alone propose again "
+        "(default: on)",
     )
     g.add_argument(
         "--timeout",

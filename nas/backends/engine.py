@@ -11,9 +11,11 @@ outcome, until the study holds the requested number of *evaluated* trials.
 study as infeasible (so the samplers learn the budget and the dashboard shows it) and marked
 ``rejected``; it is not built and does not count: the loop asks again. Counts are read from
 the storage, so a resumed run and several workers (processes or Ray workers on one study)
-agree on them. After ``max_rejections`` rejected proposals in a row a worker stops, naming
-the budget and the range of the space (a sampler that cannot find the feasible region
-should not spin forever).
+agree on them. With ``repair`` (the default) a rejected proposal is enqueued changed to fit
+(:class:`~nas.backends.warm_start.BudgetRepair`), so it is followed by at most one more
+proposal; without it, the sampler proposes again until one fits. After ``max_rejections``
+rejected proposals in a row a worker stops, naming the budget and the range of the space (a
+sampler that cannot find the feasible region should not spin forever).
 
 The space is flat: one ``CategoricalDistribution`` per slot whose choices are readable labels
 (``conv``, ``scconv(a=0.5,r=2,g=2)``, ``oct(a=0.25)``, ...), passed to ``study.ask`` as fixed
@@ -123,7 +125,7 @@ class OptunaSearch:
         warm_start: int = 10,
         max_rejections: int = 200,
         cost_range: Any = None,
-        repair: bool = False,
+        repair: bool = True,
     ) -> None:
         if not objectives:
             raise ValueError("objectives must name at least one of " + ", ".join(OBJECTIVES))
@@ -372,10 +374,14 @@ class OptunaSearch:
                 else ""
             )
             parts.append(f"params <= {format_count(b.max_params)}{span}")
+        fixes = (
+            "raise the budget or --max-rejections"
+            if self.repair
+            else ("raise the budget, leave out --no-repair, or raise --max-rejections")
+        )
         return (
             f"{rejections} proposals in a row broke the budget {' and '.join(parts)}: the "
-            f"{self.sampler_name} sampler finds too few architectures that fit; raise the "
-            "budget, or --max-rejections to let it try longer"
+            f"{self.sampler_name} sampler finds too few architectures that fit; {fixes}"
         )
 
     def refresh_counts(self, summary: RunSummary) -> None:

@@ -59,7 +59,7 @@ def test_rejected_count_matches_a_replay_of_the_random_sampler(tmp_path):
     space, cm = _space()
     budget, seed, n = 6_500_000, 4, 8
     surrogate.CALLS.clear()
-    engine = _engine(tmp_path, space, cm, budget=budget, seed=seed, warm_start=0)
+    engine = _engine(tmp_path, space, cm, budget=budget, seed=seed, warm_start=0, repair=False)
     engine.open()
     summary = engine.run(n)
 
@@ -101,7 +101,9 @@ def test_rejected_count_matches_a_replay_of_the_random_sampler(tmp_path):
 def test_too_many_rejections_in_a_row_stop_with_the_budget_and_the_range(tmp_path):
     space, cm = _space()
     # 2.0 MFLOPs in a space of 1.90 to 10.31 MFLOPs: a random proposal practically never fits.
-    engine = _engine(tmp_path, space, cm, budget=2_000_000, seed=0, warm_start=1, max_rejections=25)
+    engine = _engine(
+        tmp_path, space, cm, budget=2_000_000, seed=0, warm_start=1, max_rejections=25, repair=False
+    )
     engine.open()
     summary = engine.run(5)
     assert summary.rejections_exhausted
@@ -110,7 +112,7 @@ def test_too_many_rejections_in_a_row_stop_with_the_budget_and_the_range(tmp_pat
     assert summary.stop_reason == (
         "25 proposals in a row broke the budget FLOPs <= 2.00 MFLOPs (this space spans "
         "1.90 MFLOPs to 10.31 MFLOPs): the random sampler finds too few architectures that "
-        "fit; raise the budget, or --max-rejections to let it try longer"
+        "fit; raise the budget, leave out --no-repair, or raise --max-rejections"
     )
 
 
@@ -118,7 +120,7 @@ def test_the_command_line_stops_after_max_rejections_with_exit_1_and_one_line(
     tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    args = [*CLI, "--evaluator", SURROGATE, "--sampler", "random", "--trials", "4"]
+    args = [*CLI, "--evaluator", SURROGATE, "--sampler", "random", "--trials", "4", "--no-repair"]
     code = main([*args, "--budget", "2MFLOPs", "--max-params", "60k", "--max-rejections", "15"])
     assert code == 1
     cap = capsys.readouterr()
@@ -185,3 +187,27 @@ def test_resume_reads_the_counts_from_the_storage_and_goes_on_to_the_evaluated_c
         f"proposals rejected over budget, {rejected_2 - rejected_1} of them in this run, "
         "not counted)."
     )
+
+
+def test_repair_evaluates_each_rejected_proposal_next_made_cheaper_slot_by_slot(tmp_path):
+    from nas.backends.warm_start import BudgetRepair
+
+    space, cm = _space()
+    budget = 5_500_000  # about 3 % of random architectures fit
+    engine = _engine(tmp_path, space, cm, budget=budget, seed=1, warm_start=0, repair=True)
+    engine.open()
+    summary = engine.run(10)
+    assert summary.n_complete == 10
+    trials = {t.number: t for t in engine.study.get_trials()}
+    rejected = sorted(n for n, t in trials.items() if t.user_attrs.get("rejected"))
+    # One worker: every rejected proposal is followed by its repaired version, which fits.
+    assert rejected and summary.n_rejected == len(rejected) <= 10
+    delta = BudgetRepair(space.choices, cm.cost_of_labels).delta
+    for n in rejected:
+        fixed = trials[n + 1]
+        assert fixed.user_attrs["proposed_by"] == f"repair of rejected trial {n}"
+        assert not fixed.user_attrs.get("rejected") and fixed.user_attrs["flops"] <= budget
+        changed = [p for p in space.choices if fixed.params[p] != trials[n].params[p]]
+        assert changed
+        for p in changed:  # only changes to a choice with fewer FLOPs in that slot
+            assert delta[p][fixed.params[p]][0] < delta[p][trials[n].params[p]][0]
