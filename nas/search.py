@@ -345,7 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: accuracy,flops,params,latency",
     )
     g.add_argument(
-        "--sampler", default="tpe", choices=SAMPLER_NAMES, help="Optuna sampler, seeded by --seed"
+        "--sampler",
+        default="tpe",
+        choices=SAMPLER_NAMES,
+        help="Optuna sampler, seeded by --seed. tpe: models each slot's choices from the "
+        "trials so far, the constraint included; a good default for a few dozen trials. "
+        "nsga2: evolves a population of 20; cheaper per proposal, and as good or better from "
+        "about 50 evaluated trials on in experiments/results/budget_search.md and "
+        "search_efficiency.md. random: a baseline; under a tight budget it finds feasible "
+        "architectures only through --repair",
     )
     g.add_argument(
         "--trials",
@@ -353,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="evaluated trials the study should have (resuming counts earlier ones); a "
         "proposal over --budget/--max-params is recorded as infeasible but not counted, and "
-        "the sampler proposes again",
+        "another is proposed (see --repair)",
     )
     g.add_argument(
         "--max-rejections",
