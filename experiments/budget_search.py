@@ -209,6 +209,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, +1, ...")
     p.add_argument("--step", type=int, default=10)
     p.add_argument("--budget", default="2GFLOPs")
     p.add_argument("--samplers", default="tpe,nsga2,random")
@@ -244,7 +245,8 @@ def main() -> None:
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):  # interleaved: every variant once per seed
+        # interleaved: every variant once per seed
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for sampler in samplers:
                 for repair in repairs:
                     r = one_search(sampler, seed, repair, args.trials, args.budget, tmp, args.step)

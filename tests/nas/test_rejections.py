@@ -2,6 +2,7 @@
 study as infeasible but not counted, and too many in a row stop the search."""
 
 import io
+import json
 import re
 import sys
 from pathlib import Path
@@ -180,6 +181,8 @@ def test_resume_reads_the_counts_from_the_storage_and_goes_on_to_the_evaluated_c
     rejected_2 = sum(bool(t.user_attrs.get("rejected")) for t in done)
     assert len(done) - rejected_2 == 9 == second.n_complete
     assert second.n_rejected == rejected_2 and second.n_rejected_run == rejected_2 - rejected_1
+    doc = json.loads((tmp_path / "out" / "pareto" / "pareto.json").read_text())
+    assert (doc["n_evaluated"], doc["n_rejected"], doc["n_complete"]) == (9, rejected_2, len(done))
     line = re.search(r"Search stopped: .*", text)[0]
     assert line.startswith("Search stopped: reached 9 evaluated trials in ")
     assert line.endswith(
