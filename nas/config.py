@@ -73,6 +73,8 @@ class SearchConfig:
     objectives: tuple[str, ...] = OBJECTIVE_NAMES
     sampler: str = "tpe"
     trials: int = 50
+    max_rejections: int = 200
+    repair: bool = True
     timeout_s: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -187,6 +189,7 @@ def check_config(c: SearchConfig) -> tuple[tuple[str, ...], tuple[int, ...]]:
     if c.sampler not in SAMPLER_NAMES:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLER_NAMES)}, got {c.sampler!r}")
     positive_int("trials", c.trials)
+    positive_int("max_rejections", c.max_rejections)
     positive_int("proxy_epochs", c.proxy_epochs)
     positive_int("batch_size", c.batch_size)
     positive_int("seed", c.seed, minimum=0)

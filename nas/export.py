@@ -6,10 +6,12 @@ replaces the old one, so a reader never sees half an export:
 
 ``pareto.json``
     ``{"format": "convnas.pareto/1", "study", "storage", "objectives", "directions",
-    "budgets", "hypervolume", "reference_point", "n_trials", "n_complete", "n_feasible",
-    "members": [...]}``; each member has its trial number, metrics (accuracy, FLOPs, params,
-    fused-inference params, latency and its spread, fidelity reached, train time), objective
-    values, operator summary and the full canonical architecture.
+    "budgets", "hypervolume", "reference_point", "n_trials", "n_complete", "n_evaluated",
+    "n_rejected", "n_feasible", "members": [...]}`` (``n_complete`` = ``n_evaluated`` +
+    ``n_rejected``: proposals rejected over a FLOPs/params budget are COMPLETE and infeasible
+    but are not evaluated trials); each member has its trial number, metrics (accuracy,
+    FLOPs, params, fused-inference params, latency and its spread, fidelity reached, train
+    time), objective values, operator summary and the full canonical architecture.
 ``pareto.csv``
     one row per member with the same metrics and the architecture file name.
 ``<arch_id>.json``
@@ -242,6 +244,8 @@ def export_study(storage: str, study: str, out_dir: str | os.PathLike) -> Path:
             "reference_point": _reference(info, rows) if members else None,
             "n_trials": len(rows),
             "n_complete": len(complete),
+            "n_evaluated": sum(not r.user_attrs.get("rejected", False) for r in complete),
+            "n_rejected": sum(bool(r.user_attrs.get("rejected", False)) for r in complete),
             "n_feasible": sum(r.feasible for r in complete),
             "members": members,
         }
@@ -320,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = json.loads(pareto_json.read_text())
     hv = doc["hypervolume"]
     print(
-        f"study {study!r}: {doc['n_complete']} complete trials, {doc['n_feasible']} feasible, "
+        f"study {study!r}: {doc['n_evaluated']} evaluated trials, {doc['n_feasible']} feasible, "
+        f"{doc['n_rejected']} proposals rejected over budget, "
         f"{len(doc['members'])} Pareto-optimal"
         + (f", hypervolume {hv:.4g}" if hv is not None else "")
     )

@@ -52,10 +52,14 @@ class Progress:
             self._status_len = 0
 
     def update(self, outcome: Any, summary: Any, engine: Any) -> None:
-        self.done_this_run += 1
+        """After each trial: a line per evaluated trial; a rejected proposal (over a
+        FLOPs/params budget, not counted) only moves the counts on a terminal."""
+        rejected = outcome.status == "rejected"
+        if not rejected:
+            self.done_this_run += 1
         elapsed = time.monotonic() - self.t0
         remaining = max(0, self.target - summary.n_complete)
-        eta = elapsed / self.done_this_run * remaining if remaining else 0.0
+        eta = elapsed / max(1, self.done_this_run) * remaining if remaining else 0.0
         if self.timeout_s is not None:
             eta = min(eta, max(0.0, self.timeout_s - elapsed))
         self.best = summary.best_accuracy
@@ -63,8 +67,12 @@ class Progress:
         best = f"{self.best:.4f}" if self.best is not None else "-"
         counts = (
             f"{summary.n_complete}/{self.target} done, {summary.n_feasible} feasible, "
-            f"Pareto {self.pareto}, best acc under budget {best}, ETA {format_duration(eta)}"
+            f"Pareto {self.pareto}, best acc under budget {best}, "
+            f"{_rejected(summary.n_rejected)}ETA {format_duration(eta)}"
         )
+        if rejected:
+            self.status(counts)
+            return
         o = outcome
         acc = f"acc {o.accuracy:.4f}" if o.accuracy is not None else "acc -"
         detail = (
@@ -77,6 +85,10 @@ class Progress:
             self.status(counts)
         else:
             self.line(f"{detail}\n    {counts}")
+
+
+def _rejected(n: int) -> str:
+    return f"{n} rejected over budget, " if n else ""
 
 
 def summary_table(pareto: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> list[str]:
@@ -124,13 +136,14 @@ def print_start(p: Progress, plan: Any, info: Any) -> None:
             if info.n_interrupted_now
             else ""
         )
+        rejected = f", {info.n_rejected} proposals rejected over budget" if info.n_rejected else ""
         p.line(
             f"Resuming study '{plan.study}' in {plan.storage}: {info.n_complete} trials already "
-            f"complete ({info.n_feasible} feasible, {info.n_failed} failed){extra}; "
-            f"running until {c.trials} are complete."
+            f"evaluated ({info.n_feasible} feasible, {info.n_failed} failed{rejected}){extra}; "
+            f"running until {c.trials} are evaluated."
         )
     else:
-        p.line(f"New study '{plan.study}' in {plan.storage}; running {c.trials} trials.")
+        p.line(f"New study '{plan.study}' in {plan.storage}; running {c.trials} evaluated trials.")
 
 
 def print_end(
@@ -144,10 +157,16 @@ def print_end(
 ) -> str:
     """Why the search stopped, the Pareto set, where it was exported; returns the dashboard line."""
     p.line("")
+    run = (
+        f", {summary.n_rejected_run} of them in this run"
+        if summary.n_rejected_run != summary.n_rejected
+        else ""
+    )
     p.line(
         f"Search stopped: {summary.stop_reason} in {format_duration(summary.seconds)} "
-        f"({summary.n_complete} complete, {summary.n_feasible} feasible, {summary.n_failed} "
-        f"failed in the study)."
+        f"({summary.n_complete} evaluated, {summary.n_feasible} feasible, {summary.n_failed} "
+        f"failed in the study; {summary.n_rejected} proposals rejected over budget{run}, "
+        "not counted)."
     )
     if members:
         hv_text = f"; hypervolume {hv:.4g}" if hv is not None else ""
@@ -173,5 +192,5 @@ def ray_status_line(summary: Any, target: int, seconds: float) -> str:
     return (
         f"    {summary.n_complete}/{target} done, {summary.n_feasible} feasible, "
         f"Pareto {summary.pareto_size}, best acc under budget {best}, "
-        f"{summary.n_failed} failed ({format_duration(seconds)})"
+        f"{_rejected(summary.n_rejected)}{summary.n_failed} failed ({format_duration(seconds)})"
     )

@@ -18,7 +18,7 @@ class TrialOutcome:
     """What happened to one trial of this run, for progress displays."""
 
     number: int
-    status: str  # "feasible", "infeasible", "stopped", "duplicate", "failed"
+    status: str  # "feasible", "infeasible", "stopped", "duplicate", "failed", "rejected"
     arch_id: str
     accuracy: float | None
     flops: int
@@ -36,15 +36,22 @@ class StudyInfo:
     name: str
     storage: str
     resumed: bool
-    n_complete: int
+    n_complete: int  # evaluated: COMPLETE trials not rejected on price (what --trials counts)
     n_feasible: int
     n_failed: int
     n_interrupted_now: int
+    n_rejected: int = 0  # COMPLETE trials rejected on price (over a FLOPs/params budget)
 
 
 @dataclass
 class RunSummary:
-    """State of the study when a run ends, and why it ended."""
+    """State of the study when a run ends, and why it ended.
+
+    ``n_complete`` counts the *evaluated* trials (what ``--trials`` asks for); proposals that
+    broke a FLOPs or params budget are told to the study too, as infeasible, but are counted
+    in ``n_rejected`` only (``n_rejected_run``: by this run). ``rejections_exhausted`` says the
+    run stopped because too many proposals in a row were rejected.
+    """
 
     n_complete: int
     n_feasible: int
@@ -55,6 +62,9 @@ class RunSummary:
     outcomes: list[TrialOutcome] = field(default_factory=list)
     pareto_size: int = 0  # distinct feasible non-dominated architectures
     best_accuracy: float | None = None  # best accuracy among feasible trials
+    n_rejected: int = 0  # in the study
+    n_rejected_run: int = 0  # by this run
+    rejections_exhausted: bool = False
 
 
 @dataclass

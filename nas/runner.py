@@ -31,7 +31,15 @@ from nas.progress import Progress, print_end, print_start, ray_status_line
 from nas.records import RunSummary
 from nas.storage import describe_storage, storage_file
 
-__all__ = ["SearchResult", "absolute_paths", "execute", "run_on_ray", "run_worker", "write_json"]
+__all__ = [
+    "SearchResult",
+    "absolute_paths",
+    "build_engine",
+    "execute",
+    "run_on_ray",
+    "run_worker",
+    "write_json",
+]
 
 
 @dataclass
@@ -42,7 +50,7 @@ class SearchResult:
     storage: str
     out_dir: Path
     resumed: bool
-    n_complete: int
+    n_complete: int  # evaluated trials (what ``trials`` counts)
     n_feasible: int
     n_failed: int
     stop_reason: str
@@ -51,6 +59,9 @@ class SearchResult:
     hypervolume: float | None
     dashboard_command: str
     config: dict[str, Any]
+    n_rejected: int = 0  # proposals rejected over a FLOPs/params budget, in the study
+    n_rejected_run: int = 0  # of those, during this run
+    rejections_exhausted: bool = False  # stopped after max_rejections in a row
 
 
 def execute(
@@ -65,39 +76,8 @@ def execute(
 
     ``worker=True`` (a Ray worker) leaves ``search_config.json`` alone.
     """
-    from nas.backends.engine import OptunaSearch
-
     c = plan.config
-    ec = plan.eval_config
-
-    def evaluate(arch: Any, epochs: int) -> Any:
-        return plan.evaluate(arch, ec, fidelity=epochs)
-
-    engine = OptunaSearch(
-        choices=plan.space.choices,
-        to_architecture=plan.space.to_architecture,
-        cost_of_labels=plan.cost_model.cost_of_labels,
-        evaluate=evaluate,
-        objectives=c.objectives,
-        budgets=Budgets(c.max_flops, c.max_params, c.max_latency_ms),
-        ladder=FidelityLadder(plan.rungs, eta=2.0),
-        sampler=c.sampler,
-        seed=c.seed,
-        storage=plan.storage,
-        study_name=plan.study,
-        settings=plan.resolved,
-        proxy={
-            "dataset": c.dataset,
-            "epochs": c.proxy_epochs,
-            "subset": c.proxy_subset,
-            "resolution": c.proxy_resolution,
-            "batch_size": c.batch_size,
-            "rungs": list(plan.rungs),
-            "device": plan.device,
-        },
-        # A quarter of a short search, at most 10: the samplers must get their turn.
-        warm_start=min(10, max(1, c.trials // 4)),
-    )
+    engine = build_engine(plan)
     owns_ray = False
     if c.backend == "ray":  # before the study exists: an unreachable cluster writes nothing
         from nas.backends.ray_backend import connect
@@ -116,7 +96,7 @@ def execute(
                 "out": str(plan.out_dir),
                 "settings": plan.resolved,
                 "config": c.to_dict(),
-                "eval_config": ec.to_dict(),
+                "eval_config": plan.eval_config.to_dict(),
                 # Why the bundled sample replaced the default CIFAR-10 (None: it did not).
                 "offline": plan.offline,
                 "space": {
@@ -150,6 +130,7 @@ def execute(
         p.finish()
         raise
     p.finish()
+    summary.n_rejected_run = max(0, summary.n_rejected - info.n_rejected)
     from nas.export import export_study, pareto_members
 
     members, hv = pareto_members(engine.rows(), _info_of(engine, plan))
@@ -171,6 +152,49 @@ def execute(
         hypervolume=hv,
         dashboard_command=dash,
         config=c.to_dict(),
+        n_rejected=summary.n_rejected,
+        n_rejected_run=summary.n_rejected_run,
+        rejections_exhausted=summary.rejections_exhausted,
+    )
+
+
+def build_engine(plan: Plan) -> Any:
+    """The :class:`~nas.backends.engine.OptunaSearch` of ``plan`` (not opened yet)."""
+    from nas.backends.engine import OptunaSearch
+
+    c = plan.config
+    ec = plan.eval_config
+
+    def evaluate(arch: Any, epochs: int) -> Any:
+        return plan.evaluate(arch, ec, fidelity=epochs)
+
+    return OptunaSearch(
+        choices=plan.space.choices,
+        to_architecture=plan.space.to_architecture,
+        cost_of_labels=plan.cost_model.cost_of_labels,
+        evaluate=evaluate,
+        objectives=c.objectives,
+        budgets=Budgets(c.max_flops, c.max_params, c.max_latency_ms),
+        ladder=FidelityLadder(plan.rungs, eta=2.0),
+        sampler=c.sampler,
+        seed=c.seed,
+        storage=plan.storage,
+        study_name=plan.study,
+        settings=plan.resolved,
+        proxy={
+            "dataset": c.dataset,
+            "epochs": c.proxy_epochs,
+            "subset": c.proxy_subset,
+            "resolution": c.proxy_resolution,
+            "batch_size": c.batch_size,
+            "rungs": list(plan.rungs),
+            "device": plan.device,
+        },
+        # A quarter of a short search, at most 10: the samplers must get their turn.
+        warm_start=min(10, max(1, c.trials // 4)),
+        max_rejections=c.max_rejections,
+        cost_range=plan.cost_range,
+        repair=c.repair,
     )
 
 
@@ -212,7 +236,7 @@ def run_on_ray(plan: Plan, engine: Any, p: Progress, owns_ray: bool) -> Any:
             last[0] = summary.n_complete
             p.line(ray_status_line(summary, c.trials, time.monotonic() - t0))
 
-    errors = run_workers(
+    errors, reports = run_workers(
         worker.to_dict(),
         entry=run_worker,
         n_workers=c.workers,
@@ -229,8 +253,12 @@ def run_on_ray(plan: Plan, engine: Any, p: Progress, owns_ray: bool) -> Any:
     summary.seconds = time.monotonic() - t0
     for line in errors:
         p.line(f"Ray worker failed: {line}")
+    exhausted = [r for r in reports if r.get("rejections_exhausted")]
     if summary.n_complete >= c.trials:
-        summary.stop_reason = f"reached {c.trials} complete trials"
+        summary.stop_reason = f"reached {c.trials} evaluated trials"
+    elif exhausted:
+        summary.stop_reason = str(exhausted[0]["stop_reason"])
+        summary.rejections_exhausted = True
     elif errors:
         summary.stop_reason = f"{len(errors)} of {c.workers} Ray workers failed"
     else:
@@ -252,6 +280,8 @@ def run_worker(config: Mapping[str, Any]) -> dict[str, Any]:
         "n_complete": res.n_complete,
         "n_feasible": res.n_feasible,
         "n_failed": res.n_failed,
+        "n_rejected": res.n_rejected,
+        "rejections_exhausted": res.rejections_exhausted,
         "stop_reason": res.stop_reason,
         "pid": os.getpid(),
     }

@@ -11,8 +11,9 @@ Running the same command again resumes its study (the default study name is deri
 settings that define the search), with every completed trial kept and interrupted ones marked
 failed. :func:`run_search` is the Python API; the command line is a thin layer over it.
 
-Exit codes: 0 done, 1 the search could not run (e.g. every trial failed), 2 bad input (one
-line on stderr, nothing written), 130 interrupted with Ctrl-C (resume by running it again).
+Exit codes: 0 done, 1 the search could not run (e.g. every trial failed, or ``--max-rejections``
+proposals in a row broke the budget: one line on stderr), 2 bad input (one line on stderr,
+nothing written), 130 interrupted with Ctrl-C (resume by running it again).
 
 This module is the command line and the API only; what it drives lives below it:
 :mod:`nas.config` (the config and its checks), :mod:`nas.plan` (validation that needs the
@@ -107,6 +108,8 @@ def run_search(
     objectives: str | Sequence[str] = OBJECTIVE_NAMES,
     sampler: str = "tpe",
     trials: int = 50,
+    max_rejections: int = 200,
+    repair: bool = True,
     timeout: str | float | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -130,6 +133,10 @@ def run_search(
     ``"30m"`` or seconds. ``evaluator`` is ``"package.module:function"`` called as
     ``function(arch, eval_config, fidelity=epochs) -> Metrics`` (default: the real
     proxy-training evaluator); ``evaluator_options`` go to ``EvalConfig.extra``.
+    ``trials`` counts evaluated candidates: a proposal over ``budget`` or ``max_params`` is
+    recorded as infeasible but not counted; with ``repair`` it is evaluated next changed to
+    fit; after ``max_rejections`` of them in a row the search stops
+    (``SearchResult.rejections_exhausted``).
     Progress goes to ``stream`` (default: standard output; pass ``io.StringIO()`` to keep it).
     ``backend="ray"`` runs ``workers`` search workers as Ray Tune trials (``ray_address``
     ``None``: a local Ray instance; ``workers`` ``None``: 2), each with ``cpus_per_worker``
@@ -162,6 +169,8 @@ def run_search(
         objectives=parse_objectives(objectives),
         sampler=sampler,
         trials=trials,
+        max_rejections=max_rejections,
+        repair=bool(repair),
         timeout_s=_number(timeout, parse_duration, "timeout"),
         seed=seed,
         device=device,
@@ -357,13 +366,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: accuracy,flops,params,latency",
     )
     g.add_argument(
-        "--sampler", default="tpe", choices=SAMPLER_NAMES, help="Optuna sampler, seeded by --seed"
+        "--sampler",
+        default="tpe",
+        choices=SAMPLER_NAMES,
+        help="Optuna sampler, seeded by --seed. tpe: models each slot's choices from the "
+        "trials so far, the constraint included; a good default for a few dozen trials. "
+        "nsga2: evolves a population of 20; cheaper per proposal, and as good or better from "
+        "about 50 evaluated trials on in experiments/results/budget_search.md and "
+        "search_efficiency.md. random: a baseline; under a tight budget it finds feasible "
+        "architectures only through --repair",
     )
     g.add_argument(
         "--trials",
         type=_int_arg("trials"),
         default=50,
-        help="complete trials the study should have (resuming counts earlier ones)",
+        help="evaluated trials the study should have (resuming counts earlier ones); a "
+        "proposal over --budget/--max-params is recorded as infeasible but not counted, and "
+        "another is proposed (see --repair)",
+    )
+    g.add_argument(
+        "--max-rejections",
+        type=_int_arg("max rejections"),
+        default=200,
+        metavar="N",
+        help="stop (exit code 1) after N proposals in a row break --budget/--max-params",
+    )
+    g.add_argument(
+        "--repair",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after a proposal over --budget/--max-params, evaluate it next, changed to fit "
+        "(random slots made cheaper); --no-repair: let the sampler alone propose again "
+        "(default: on)",
     )
     g.add_argument(
         "--timeout",
@@ -461,6 +495,8 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
         objectives=tuple(args.objectives),
         sampler=args.sampler,
         trials=args.trials,
+        max_rejections=args.max_rejections,
+        repair=args.repair,
         timeout_s=args.timeout,
         seed=args.seed,
         device=args.device,
@@ -516,6 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    if result.rejections_exhausted:
+        print(f"{parser.prog}: error: stopped: {result.stop_reason}", file=sys.stderr)
+        return 1
     return 0 if result.n_complete > 0 else 1
 
 

@@ -23,13 +23,19 @@ from nas.budgets import Budgets
 
 __all__ = [
     "CONSTRAINTS_LEGACY_KEY",
+    "REJECTED_KEY",
     "constraint_values",
     "is_feasible",
+    "is_rejected",
     "set_constraints",
     "slack",
 ]
 
 CONSTRAINTS_LEGACY_KEY = "constraints"  # what optuna-dashboard reads
+#: User attribute of a proposal rejected on price (over a FLOPs or params budget, never
+#: built): it is COMPLETE and infeasible, so samplers learn the budget, but it is not one of
+#: the evaluated trials that ``--trials`` counts.
+REJECTED_KEY = "rejected"
 
 
 def constraint_values(trial: FrozenTrial) -> dict[str, float]:
@@ -40,6 +46,11 @@ def constraint_values(trial: FrozenTrial) -> dict[str, float]:
 def is_feasible(trial: FrozenTrial) -> bool:
     """Whether every constraint of ``trial`` is met (no constraints: feasible)."""
     return all(v <= 0 for v in trial.constraints.values())
+
+
+def is_rejected(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` was rejected on price (see :data:`REJECTED_KEY`)."""
+    return bool(trial.user_attrs.get(REJECTED_KEY, False))
 
 
 def set_constraints(

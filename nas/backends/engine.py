@@ -3,9 +3,19 @@
 :class:`OptunaSearch` runs the loop: it creates or joins the study (atomically: of several
 workers started at once, exactly one creates it), fails trials whose worker died
 (:mod:`nas.backends.heartbeat`), seeds a new study with budget-fitting architectures
-(:mod:`nas.backends.warm_start`), then asks the sampler for an architecture, evaluates it
-(:mod:`nas.backends.trial`: reuse, price, fidelity ladder, record) and reports each outcome,
-until the study holds the requested number of complete trials.
+(:mod:`nas.backends.warm_start`), then asks the sampler for an architecture, prices it,
+evaluates it (:mod:`nas.backends.trial`: reuse, fidelity ladder, record) and reports each
+outcome, until the study holds the requested number of *evaluated* trials.
+
+**What ``--trials`` counts.** A proposal that breaks a FLOPs or params budget is told to the
+study as infeasible (so the samplers learn the budget and the dashboard shows it) and marked
+``rejected``; it is not built and does not count: the loop asks again. Counts are read from
+the storage, so a resumed run and several workers (processes or Ray workers on one study)
+agree on them. With ``repair`` (the default) a rejected proposal is enqueued changed to fit
+(:class:`~nas.backends.warm_start.BudgetRepair`), so it is followed by at most one more
+proposal; without it, the sampler proposes again until one fits. After ``max_rejections``
+rejected proposals in a row a worker stops, naming the budget and the range of the space (a
+sampler that cannot find the feasible region should not spin forever).
 
 The space is flat: one ``CategoricalDistribution`` per slot whose choices are readable labels
 (``conv``, ``scconv(a=0.5,r=2,g=2)``, ``oct(a=0.25)``, ...), passed to ``study.ask`` as fixed
@@ -14,7 +24,8 @@ distributions, so TPE and NSGA-II model every choice. Objective values carry met
 budgets and constraint names.
 
 This is the top of :mod:`nas.backends`' Optuna side: it imports optuna, ``evaluators.metrics``,
-``search_spaces``, :mod:`nas.budgets`, :mod:`nas.halving`, :mod:`nas.records` and the other
+``search_spaces``, :mod:`nas.budgets`, :mod:`nas.halving`, :mod:`nas.records`,
+:mod:`nas.units` and the other
 :mod:`nas.backends` modules; it must not import :mod:`nas.search` or anything else that
 drives it.
 """
@@ -34,7 +45,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from evaluators.metrics import OBJECTIVE_DIRECTIONS, OBJECTIVES
-from nas.backends.constraints import is_feasible
+from nas.backends.constraints import is_feasible, is_rejected
 from nas.backends.heartbeat import (
     HEARTBEAT_KEY,
     OWNER_KEY,
@@ -46,10 +57,11 @@ from nas.backends.optuna_storage import open_storage
 from nas.backends.results import METRIC_NAMES, rows_of
 from nas.backends.samplers import SAMPLERS, make_sampler
 from nas.backends.trial import Evaluate, TrialRunner, fail_trial
-from nas.backends.warm_start import enqueue_warm_start, feasible_random
+from nas.backends.warm_start import BudgetRepair, enqueue_warm_start, feasible_random
 from nas.budgets import Budgets
 from nas.halving import FidelityLadder
 from nas.records import RunSummary, StudyInfo, TrialOutcome, TrialRow
+from nas.units import format_count, format_flops
 from search_spaces.arch import Architecture
 
 __all__ = ["OptunaSearch"]
@@ -83,6 +95,13 @@ class OptunaSearch:
         warm_start: how many budget-fitting random architectures to enqueue when a new study
             has a FLOPs or params budget (see :meth:`feasible_random`).
         heartbeat_s, stale_after_s: see :mod:`nas.backends.heartbeat`.
+        max_rejections: rejected proposals (over a FLOPs/params budget) in a row after which
+            :meth:`run` stops.
+        cost_range: the space's achievable FLOPs/params (``min_flops``, ``max_flops``,
+            ``min_params``, ``max_params``: ``CostModel.range``), named when it stops so.
+        repair: after a rejected proposal, enqueue it repaired to fit the budgets
+            (:class:`BudgetRepair`: random single-slot changes to cheaper choices), so the
+            next trial is the sampler's proposal made to fit rather than a fresh guess.
     """
 
     def __init__(
@@ -104,6 +123,9 @@ class OptunaSearch:
         heartbeat_s: float = 20.0,
         stale_after_s: float = 300.0,
         warm_start: int = 10,
+        max_rejections: int = 200,
+        cost_range: Any = None,
+        repair: bool = True,
     ) -> None:
         if not objectives:
             raise ValueError("objectives must name at least one of " + ", ".join(OBJECTIVES))
@@ -112,6 +134,10 @@ class OptunaSearch:
             raise ValueError(f"objective {bad[0]!r} is not one of {', '.join(OBJECTIVES)}")
         if len(set(objectives)) != len(objectives):
             raise ValueError(f"objectives must not repeat, got {list(objectives)}")
+        if isinstance(max_rejections, bool) or not isinstance(max_rejections, int):
+            raise ValueError(f"max_rejections must be an integer >= 1, got {max_rejections!r}")
+        if max_rejections < 1:
+            raise ValueError(f"max_rejections must be an integer >= 1, got {max_rejections!r}")
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         self.choices = {p: tuple(c) for p, c in choices.items()}
@@ -126,6 +152,10 @@ class OptunaSearch:
         self.proxy = dict(proxy or {})
         self.heartbeat_s, self.stale_after_s = heartbeat_s, stale_after_s
         self.warm_start = warm_start
+        self.max_rejections, self.cost_range = max_rejections, cost_range
+        self.repair = bool(repair)
+        self._repair: BudgetRepair | None = None
+        self._repair_rng = random.Random(seed)
         self._host = socket.gethostname()
         self._pid = os.getpid()
         self._start = process_start(self._pid)
@@ -193,14 +223,16 @@ class OptunaSearch:
         n_interrupted = self.fail_interrupted()
         trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        evaluated = [t for t in complete if not is_rejected(t)]
         return StudyInfo(
             name=self.study_name,
             storage=self.storage_string,
             resumed=existed,
-            n_complete=len(complete),
-            n_feasible=sum(is_feasible(t) for t in complete),
+            n_complete=len(evaluated),
+            n_feasible=sum(is_feasible(t) for t in evaluated),
             n_failed=sum(t.state == TrialState.FAIL for t in trials),
             n_interrupted_now=n_interrupted,
+            n_rejected=len(complete) - len(evaluated),
         )
 
     def feasible_random(self, rng: random.Random) -> dict[str, str]:
@@ -211,7 +243,26 @@ class OptunaSearch:
         cheaper choice are made until the targets are met. The cost of a slot choice is
         exact (the cost model is additive over slots), so this takes microseconds.
         """
-        return feasible_random(self.choices, self._cost, self.budgets, rng)
+        return feasible_random(self.choices, self._cost, self.budgets, rng, self._repairer())
+
+    def _repairer(self) -> BudgetRepair:
+        if self._repair is None:
+            self._repair = BudgetRepair(self.choices, self._cost)
+        return self._repair
+
+    def _enqueue_repaired(self, trial: optuna.Trial) -> None:
+        """Enqueue ``trial``'s rejected proposal changed to fit the budgets (unless known)."""
+        assert self.study is not None
+        labels = self._repairer().fit(
+            {p: trial.params[p] for p in self.choices},
+            (self.budgets.max_flops, self.budgets.max_params),
+            self._repair_rng,
+        )
+        self.study.enqueue_trial(
+            labels,
+            user_attrs={"proposed_by": f"repair of rejected trial {trial.number}"},
+            skip_if_exists=True,
+        )
 
     def fail_interrupted(self) -> int:
         """Mark running trials whose worker is gone as FAIL; return how many."""
@@ -233,13 +284,17 @@ class OptunaSearch:
         max_failures: int | None = None,
         callback: Callable[[TrialOutcome, RunSummary], None] | None = None,
     ) -> RunSummary:
-        """Run trials until the study has ``n_trials`` COMPLETE trials (feasible or not).
+        """Run trials until the study has ``n_trials`` evaluated COMPLETE trials.
 
-        Stops early when ``timeout_s`` has passed (no new trial starts; the running one
-        finishes) or after ``max_failures`` failed trials in a row (default 10: a setup where
-        everything fails, such as unreadable data, should not spin forever; occasional
-        failures never stop a search). ``callback(outcome, summary)`` is called after every
-        trial.
+        Evaluated: feasible or not, but not rejected on price (see the module docstring);
+        rejected proposals are asked again. Stops early when ``timeout_s`` has passed (no new
+        trial starts; the running one finishes), after ``max_failures`` failed trials in a row
+        (default 10: a setup where everything fails, such as unreadable data, should not spin
+        forever; occasional failures never stop a search), or after ``max_rejections``
+        rejected proposals in a row (``summary.rejections_exhausted``).
+        ``callback(outcome, summary)`` is called after every trial, rejected ones included
+        (their counts are this process's own until the next evaluated trial re-reads the
+        storage).
         Ctrl-C marks the running trial FAIL ("interrupted by the user") and re-raises.
         """
         if self.study is None:
@@ -255,13 +310,19 @@ class OptunaSearch:
         # that joins an existing study also mixes in its process id: several workers started
         # with the same command at once must not propose the same sequence.
         salt = os.getpid() * 7919 if self._joined else 0
-        study.sampler = make_sampler(self.sampler_name, self.seed * 1_000_003 + n_before + salt)
-        failures = 0
-        last_check = time.monotonic()
+        run_seed = self.seed * 1_000_003 + n_before + salt
+        study.sampler = make_sampler(self.sampler_name, run_seed)
+        self._repair_rng = random.Random(run_seed)
+        failures = rejections = 0
+        last_check = last_refresh = time.monotonic()
         self.refresh_counts(summary)
         while True:
             if summary.n_complete >= n_trials:
-                summary.stop_reason = f"reached {n_trials} complete trials"
+                summary.stop_reason = f"reached {n_trials} evaluated trials"
+                break
+            if rejections >= self.max_rejections:
+                summary.stop_reason = self.exhausted_reason(rejections)
+                summary.rejections_exhausted = True
                 break
             if timeout_s is not None and time.monotonic() - t0 >= timeout_s:
                 summary.stop_reason = f"timeout after {time.monotonic() - t0:.0f} s"
@@ -274,21 +335,63 @@ class OptunaSearch:
                 last_check = time.monotonic()
             outcome = self._one_trial()
             summary.n_run += 1
-            failures = failures + 1 if outcome.status == "failed" else 0
-            summary.outcomes.append(outcome)
             summary.seconds = time.monotonic() - t0
-            self.refresh_counts(summary)
+            if outcome.status == "rejected":
+                # Rejections are cheap and many: count them here, re-read the storage only
+                # now and then (other workers' trials) and after every evaluated trial.
+                rejections += 1
+                summary.n_rejected += 1
+                summary.n_rejected_run += 1
+                if time.monotonic() - last_refresh > 5.0:
+                    self.refresh_counts(summary)
+                    last_refresh = time.monotonic()
+            else:
+                rejections = 0
+                failures = failures + 1 if outcome.status == "failed" else 0
+                summary.outcomes.append(outcome)
+                self.refresh_counts(summary)
+                last_refresh = time.monotonic()
             if callback is not None:
                 callback(outcome, summary)
         summary.seconds = time.monotonic() - t0
         return summary
 
+    def exhausted_reason(self, rejections: int) -> str:
+        """Why a run stops after ``rejections`` rejected proposals in a row: budget and range."""
+        b, r = self.budgets, self.cost_range
+        parts = []
+        if b.max_flops is not None:
+            span = (
+                f" (this space spans {format_flops(r.min_flops)} to {format_flops(r.max_flops)})"
+                if r is not None
+                else ""
+            )
+            parts.append(f"FLOPs <= {format_flops(b.max_flops)}{span}")
+        if b.max_params is not None:
+            span = (
+                f" (this space spans {format_count(r.min_params)} to {format_count(r.max_params)})"
+                if r is not None
+                else ""
+            )
+            parts.append(f"params <= {format_count(b.max_params)}{span}")
+        fixes = (
+            "raise the budget or --max-rejections"
+            if self.repair
+            else ("raise the budget, leave out --no-repair, or raise --max-rejections")
+        )
+        return (
+            f"{rejections} proposals in a row broke the budget {' and '.join(parts)}: the "
+            f"{self.sampler_name} sampler finds too few architectures that fit; {fixes}"
+        )
+
     def refresh_counts(self, summary: RunSummary) -> None:
         """Counts, Pareto size and best feasible accuracy from one read of the study."""
         assert self.study is not None
         trials = self.study.get_trials(deepcopy=False)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        complete = [t for t in done if not is_rejected(t)]
         feasible = [t for t in complete if is_feasible(t)]
+        summary.n_rejected = len(done) - len(complete)
         summary.n_complete = len(complete)
         summary.n_feasible = len(feasible)
         summary.n_failed = sum(t.state == TrialState.FAIL for t in trials)
@@ -320,13 +423,19 @@ class OptunaSearch:
                 # NSGA-II gives enqueued (warm-start) trials no generation, which would leave
                 # them out of its populations; its public get_trial_generation assigns one.
                 generation_of(study, frozen)
-        storage.set_trial_system_attr(
-            tid, OWNER_KEY, {"host": self._host, "pid": self._pid, "start": self._start}
-        )
-        storage.set_trial_system_attr(tid, HEARTBEAT_KEY, time.time())
+        assert self._trials is not None
         try:
+            # Priced first: a rejected proposal needs no owner and no heartbeat (microseconds).
+            rejected = self._trials.reject_over_budget(trial, t_start)
+            if rejected is not None:
+                if self.repair:
+                    self._enqueue_repaired(trial)
+                return rejected
+            storage.set_trial_system_attr(
+                tid, OWNER_KEY, {"host": self._host, "pid": self._pid, "start": self._start}
+            )
+            storage.set_trial_system_attr(tid, HEARTBEAT_KEY, time.time())
             with Heartbeat(storage, tid, self.heartbeat_s):
-                assert self._trials is not None
                 return self._trials.evaluate(trial, t_start)
         except KeyboardInterrupt:
             fail_trial(study, trial, "interrupted by the user (Ctrl-C)")

@@ -128,7 +128,7 @@ def run_workers(
     poll: Callable[[], None] | None = None,
     poll_s: float = 2.0,
     owns_ray: bool = True,
-) -> list[str]:
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Run ``n_workers`` search workers as Ray Tune trials and wait for them.
 
     ``worker_config`` is a :class:`nas.config.SearchConfig` as a dict and ``entry`` the
@@ -144,7 +144,8 @@ def run_workers(
     the workers run (the caller's progress display). Ray is joined with :func:`connect`
     unless it already runs; ``owns_ray`` says whether to shut it down afterwards (when
     :func:`connect` started it). Returns one line per worker that failed (empty when all
-    finished).
+    finished) and what each finished worker reported (``entry``'s return value: its counts
+    and why it stopped).
     """
     import ray
     from ray import tune
@@ -185,13 +186,15 @@ def run_workers(
         if thread is not None:
             thread.start()
         grid = tuner.fit()
-        errors = []
+        errors, reports = [], []
         for i in range(len(grid)):
             r = grid[i]
             if r.error is not None:
                 text = str(r.error).strip().splitlines()
                 errors.append(f"worker {i}: {text[-1] if text else type(r.error).__name__}")
-        return errors
+            elif r.metrics:
+                reports.append(dict(r.metrics))
+        return errors, reports
     finally:
         stop.set()
         if thread is not None and thread.is_alive():

@@ -2,12 +2,14 @@
 
 For the architecture a trial proposes:
 
+0. **Price** (:meth:`TrialRunner.reject_over_budget`, called first). FLOPs and parameters
+   come from the analytic cost model in microseconds. A proposal over ``max_flops`` or
+   ``max_params`` is *rejected*: it is told COMPLETE with accuracy 0 and its real costs
+   (latency ``inf``: it was never built), with its constraint values set
+   (:mod:`nas.backends.constraints`), so samplers learn the budget; it is marked ``rejected``
+   and is not one of the evaluated trials that ``--trials`` counts.
 1. **Reuse.** The same architecture (same ``arch_id``) is never evaluated twice in a study
    (:mod:`nas.backends.reuse`).
-2. **Price.** FLOPs and parameters come from the analytic cost model in microseconds. A
-   candidate over ``max_flops`` or ``max_params`` is *infeasible*: it is told COMPLETE with
-   accuracy 0 and its real costs (latency ``inf``: it was never built), with its constraint
-   values set (:mod:`nas.backends.constraints`), and is never built or trained.
 3. **Evaluate on a fidelity ladder.** The evaluator is called with increasing proxy epochs
    (the *rungs*, e.g. 1 then 2); between rungs the successive-halving rule of
    :mod:`nas.halving` may stop a candidate. The evaluator measures latency before it trains,
@@ -35,7 +37,7 @@ import optuna
 from optuna.trial import TrialState
 
 from evaluators.metrics import Metrics
-from nas.backends.constraints import set_constraints
+from nas.backends.constraints import REJECTED_KEY, set_constraints
 from nas.backends.reuse import find_earlier, reuse, wait_for_running
 from nas.budgets import Budgets
 from nas.halving import FidelityLadder, peer_accuracies
@@ -109,8 +111,67 @@ class TrialRunner:
         }
         return [by_name[o] for o in self.objectives]
 
+    def over_budget(self, labels: Mapping[str, str]) -> tuple[Any, dict[str, float]]:
+        """The cost of ``labels`` and the relative overshoot of each broken FLOPs/params budget."""
+        cost = self._cost(labels)
+        over = {}
+        if self.budgets.max_flops is not None and cost.flops > self.budgets.max_flops:
+            over["flops"] = cost.flops / self.budgets.max_flops - 1.0
+        if self.budgets.max_params is not None and cost.params > self.budgets.max_params:
+            over["params"] = cost.params / self.budgets.max_params - 1.0
+        return cost, over
+
+    def reject_over_budget(self, trial: optuna.Trial, t_start: float) -> TrialOutcome | None:
+        """Tell ``trial`` rejected when its proposal breaks a FLOPs/params budget, else ``None``.
+
+        A rejected trial is COMPLETE and infeasible (accuracy 0, its real FLOPs and params,
+        latency ``inf``; constraints set the way :func:`set_constraints` does, legacy list
+        included) and carries ``rejected``; it costs microseconds of pricing and a few storage
+        writes, is never built, and does not count toward ``--trials``.
+        """
+        labels = {p: trial.params[p] for p in self.choices}
+        cost, over = self.over_budget(labels)
+        if not over:
+            return None
+        arch = self._to_arch(labels)
+        msg = (
+            "rejected, over budget: "
+            + ", ".join(f"{n} {v:+.1%}" for n, v in over.items())
+            + " (not built, not counted)"
+        )
+        attrs = {
+            "arch_id": arch.arch_id,
+            "flops": int(cost.flops),
+            "params": int(cost.params),
+            "inference_params": int(cost.inference_params),
+            "fidelity": 0,
+            "feasible": False,
+            REJECTED_KEY: True,
+            "violations": {k: round(float(v), 6) for k, v in over.items()},
+            "status": msg,
+        }
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        set_constraints(self.study, trial, self.budgets, over)
+        self.study.tell(trial, self._values(0.0, cost.flops, cost.params, None))
+        return TrialOutcome(
+            trial.number,
+            "rejected",
+            arch.arch_id,
+            None,
+            int(cost.flops),
+            int(cost.params),
+            None,
+            0,
+            time.monotonic() - t_start,
+            msg,
+        )
+
     def evaluate(self, trial: optuna.Trial, t_start: float) -> TrialOutcome:
-        """Price, reuse or evaluate ``trial``'s architecture on the ladder, and tell the study."""
+        """Reuse or evaluate ``trial``'s architecture on the ladder, and tell the study.
+
+        Call :meth:`reject_over_budget` first: this does not check the FLOPs/params budgets.
+        """
         study = self.study
         labels = {p: trial.params[p] for p in self.choices}
         arch = self._to_arch(labels)
@@ -150,21 +211,7 @@ class TrialRunner:
         if earlier is not None:
             return reuse(study, trial, earlier, self.budgets, self._fail, outcome)
 
-        # 2. cheap metrics first: FLOPs and params from the cost model
-        over = {}
-        if self.budgets.max_flops is not None and cost.flops > self.budgets.max_flops:
-            over["flops"] = cost.flops / self.budgets.max_flops - 1.0
-        if self.budgets.max_params is not None and cost.params > self.budgets.max_params:
-            over["params"] = cost.params / self.budgets.max_params - 1.0
-        if over:
-            msg = (
-                "over budget: "
-                + ", ".join(f"{n} {v:+.1%}" for n, v in over.items())
-                + " (not built)"
-            )
-            return self._infeasible(trial, over, None, None, msg, outcome)
-
-        # 3. evaluate on the fidelity ladder
+        # 2. evaluate on the fidelity ladder
         rung_acc: dict[str, float] = {}
         metrics: Metrics | None = None
         decision = ""
@@ -256,17 +303,14 @@ class TrialRunner:
         self,
         trial: optuna.Trial,
         violations: Mapping[str, float],
-        metrics: Metrics | None,
-        rung_acc: Mapping[str, float] | None,
+        metrics: Metrics,
+        rung_acc: Mapping[str, float],
         msg: str,
         outcome: Callable[..., TrialOutcome],
     ) -> TrialOutcome:
-        lat = metrics.latency_ms if metrics is not None else None
-        if metrics is not None:
-            self._record_metrics(trial, metrics, rung_acc or {}, float(metrics.train_time_s))
-        else:
-            trial.set_user_attr("fidelity", 0)
-            trial.set_user_attr("train_time_s", 0.0)
+        """Tell an evaluated trial infeasible (a latency budget broken when it was measured)."""
+        lat = metrics.latency_ms
+        self._record_metrics(trial, metrics, rung_acc, float(metrics.train_time_s))
         trial.set_user_attr("feasible", False)
         trial.set_user_attr("violations", {k: round(float(v), 6) for k, v in violations.items()})
         trial.set_user_attr("status", msg)

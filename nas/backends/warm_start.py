@@ -1,9 +1,10 @@
-"""Warm start: random architectures repaired to fit the budgets, enqueued in a new study.
+"""Warm start and repair: architectures changed to fit the FLOPs/params budgets.
 
 With a FLOPs or params budget, a new study starts with ``warm_start`` random architectures
 repaired to fit it (enqueued trials), so every sampler begins with feasible examples;
-afterwards the sampler alone proposes. Imports optuna and :mod:`nas.budgets`; must not import
-the engine (which calls it).
+afterwards the sampler proposes. :class:`BudgetRepair` is also what the engine's ``repair``
+option applies to a rejected proposal (the repaired one is enqueued next). Imports optuna
+and :mod:`nas.budgets`; must not import the engine (which calls it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,66 @@ import optuna
 
 from nas.budgets import Budgets
 
-__all__ = ["enqueue_warm_start", "feasible_random"]
+__all__ = ["BudgetRepair", "enqueue_warm_start", "feasible_random"]
+
+
+class BudgetRepair:
+    """Cheaper single-slot changes that bring an architecture under the FLOPs/params budgets.
+
+    The cost model is additive over slots, so the FLOPs and params each choice adds to a slot
+    are computed once (one cost evaluation per slot and choice); a repair then takes
+    microseconds per move.
+    """
+
+    def __init__(
+        self,
+        choices: Mapping[str, Sequence[str]],
+        cost_of_labels: Callable[[Mapping[str, str]], Any],
+    ) -> None:
+        self.choices, self._cost = choices, cost_of_labels
+        base = {p: c[0] for p, c in choices.items()}
+        base_cost = cost_of_labels(base)
+        self.delta: dict[str, dict[str, tuple[int, int]]] = {}
+        for p, options in choices.items():
+            self.delta[p] = {}
+            for label in options:
+                c = cost_of_labels({**base, p: label})
+                self.delta[p][label] = (c.flops - base_cost.flops, c.params - base_cost.params)
+        #: the cheapest achievable FLOPs and params
+        self.lows = (
+            base_cost.flops + sum(min(d[0] for d in self.delta[p].values()) for p in choices),
+            base_cost.params + sum(min(d[1] for d in self.delta[p].values()) for p in choices),
+        )
+
+    def fit(
+        self,
+        labels: Mapping[str, str],
+        targets: Sequence[float | None],
+        rng: random.Random,
+    ) -> dict[str, str]:
+        """``labels`` changed, one random slot at a time, to a choice that costs less in the
+        first broken target (FLOPs, params; ``None``: no target), until every target is met
+        or no cheaper choice is left."""
+        labels = dict(labels)
+        paths = list(self.choices)
+        for _ in range(20 * len(paths)):
+            cost = self._cost(labels)
+            totals = (cost.flops, cost.params)
+            over = [i for i, t in enumerate(targets) if t is not None and totals[i] > t]
+            if not over:
+                break
+            i = over[0]
+            moves = [
+                (p, lbl)
+                for p in paths
+                for lbl in self.choices[p]
+                if self.delta[p][lbl][i] < self.delta[p][labels[p]][i]
+            ]
+            if not moves:
+                break
+            p, lbl = rng.choice(moves)
+            labels[p] = lbl
+        return labels
 
 
 def feasible_random(
@@ -24,50 +84,22 @@ def feasible_random(
     cost_of_labels: Callable[[Mapping[str, str]], Any],
     budgets: Budgets,
     rng: random.Random,
+    repair: BudgetRepair | None = None,
 ) -> dict[str, str]:
     """A random architecture repaired to fit the FLOPs/params budgets (labels per slot).
 
     A target cost is drawn uniformly between the cheapest architecture and each budget;
     starting from a uniformly random architecture, random single-slot changes to a
-    cheaper choice are made until the targets are met. The cost of a slot choice is
-    exact (the cost model is additive over slots), so this takes microseconds.
+    cheaper choice are made until the targets are met (:class:`BudgetRepair`).
     """
-    paths = list(choices)
-    base = {p: c[0] for p, c in choices.items()}
-    base_cost = cost_of_labels(base)
-    delta: dict[str, dict[str, tuple[int, int]]] = {}
-    for p, options in choices.items():
-        delta[p] = {}
-        for label in options:
-            c = cost_of_labels({**base, p: label})
-            delta[p][label] = (c.flops - base_cost.flops, c.params - base_cost.params)
+    repair = repair or BudgetRepair(choices, cost_of_labels)
     limits = (budgets.max_flops, budgets.max_params)
-    lows = (
-        base_cost.flops + sum(min(d[0] for d in delta[p].values()) for p in paths),
-        base_cost.params + sum(min(d[1] for d in delta[p].values()) for p in paths),
-    )
     targets = [
-        None if lim is None else rng.uniform(min(lo, lim), lim) for lim, lo in zip(limits, lows)
+        None if lim is None else rng.uniform(min(lo, lim), lim)
+        for lim, lo in zip(limits, repair.lows)
     ]
-    labels = {p: rng.choice(choices[p]) for p in paths}
-    for _ in range(20 * len(paths)):
-        cost = cost_of_labels(labels)
-        totals = (cost.flops, cost.params)
-        over = [i for i, t in enumerate(targets) if t is not None and totals[i] > t]
-        if not over:
-            break
-        i = over[0]
-        moves = [
-            (p, lbl)
-            for p in paths
-            for lbl in choices[p]
-            if delta[p][lbl][i] < delta[p][labels[p]][i]
-        ]
-        if not moves:
-            break
-        p, lbl = rng.choice(moves)
-        labels[p] = lbl
-    return labels
+    labels = {p: rng.choice(choices[p]) for p in choices}
+    return repair.fit(labels, targets, rng)
 
 
 def enqueue_warm_start(
@@ -89,9 +121,10 @@ def enqueue_warm_start(
     if n <= 0 or (budgets.max_flops is None and budgets.max_params is None):
         return
     rng = random.Random(seed)
+    repair = BudgetRepair(choices, cost_of_labels)
     for _ in range(n):
         study.enqueue_trial(
-            feasible_random(choices, cost_of_labels, budgets, rng),
+            feasible_random(choices, cost_of_labels, budgets, rng, repair),
             user_attrs={"proposed_by": "warm start (random architecture fitted to budget)"},
             skip_if_exists=True,
         )

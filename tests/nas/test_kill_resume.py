@@ -82,7 +82,7 @@ def test_sigkill_loses_no_completed_trial_and_the_rerun_finishes_the_count(tmp_p
 
     rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f"Resuming study 'kill' in {db}: {len(before)} trials already complete" in rerun.stdout
+    assert f"Resuming study 'kill' in {db}: {len(before)} trials already evaluated" in rerun.stdout
     assert "1 interrupted trial(s) marked failed" in rerun.stdout
     after = {t.number: t for t in _trials(storage)}
     assert sum(t.state == TrialState.COMPLETE for t in after.values()) == 8

@@ -40,10 +40,14 @@ def test_ray_workers_fill_one_study_that_the_optuna_backend_then_resumes(tmp_pat
     r = _run(["--backend", "ray", "--workers", "2", "--trials", "8", "--storage", "s.db"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Ray Tune: 2 workers on a local Ray instance (1 CPU, auto GPU each)" in r.stdout
-    assert "Search stopped: reached 8 complete trials" in r.stdout
+    assert "Search stopped: reached 8 evaluated trials" in r.stdout
     assert "Configuration for experiment" not in r.stdout  # Tune's own tables stay out
     study = optuna.load_study(study_name="ray", storage=open_storage(str(tmp_path / "s.db")))
-    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    complete = [t for t in done if not t.user_attrs.get("rejected")]  # what --trials counts
+    rejected = len(done) - len(complete)
+    assert all((t.user_attrs["flops"] > 7_000_000) == (t not in complete) for t in done)
+    assert f"; {rejected} proposals rejected over budget, not counted)" in r.stdout
     assert 8 <= len(complete) <= 9  # the other worker may finish the trial it is running
     owners = {t.system_attrs["convnas:owner"]["pid"] for t in complete}
     assert len(owners) == 2  # two Ray worker processes did trials ...
@@ -57,9 +61,14 @@ def test_ray_workers_fill_one_study_that_the_optuna_backend_then_resumes(tmp_pat
     # The same study, continued by the default backend in this process.
     again = _run(["--trials", str(len(complete) + 2), "--storage", "s.db"], tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert f"Resuming study 'ray' in s.db: {len(complete)} trials already complete" in again.stdout
+    assert f"Resuming study 'ray' in s.db: {len(complete)} trials already evaluated" in again.stdout
     after = optuna.load_study(study_name="ray", storage=open_storage(str(tmp_path / "s.db")))
-    assert sum(t.state == TrialState.COMPLETE for t in after.get_trials()) == len(complete) + 2
+    evaluated = [
+        t
+        for t in after.get_trials()
+        if t.state == TrialState.COMPLETE and not t.user_attrs.get("rejected")
+    ]
+    assert len(evaluated) == len(complete) + 2
 
 
 @pytest.mark.parametrize(

@@ -84,8 +84,9 @@ def test_over_budget_candidates_are_recorded_infeasible_and_never_evaluated(tmp_
     evaluated = {a for a, _ in surrogate.CALLS}
     over = [t for t in study.trials if t.user_attrs.get("flops", 0) > 5_000_000]
     assert over, "the budget should cut some proposals"
+    assert res.n_complete == 15 and res.n_rejected == len(over)  # not counted in --trials
     for t in over:
-        assert t.state == TrialState.COMPLETE
+        assert t.state == TrialState.COMPLETE and t.user_attrs["rejected"] is True
         assert t.user_attrs["arch_id"] not in evaluated
         assert t.user_attrs["feasible"] is False and t.user_attrs["fidelity"] == 0
         assert t.constraints["flops"] == pytest.approx(t.user_attrs["flops"] / 5e6 - 1)
@@ -252,9 +253,10 @@ def test_rerunning_the_same_settings_resumes_and_keeps_completed_trials(tmp_path
     second = _search(tmp_path, budget="7MFLOPs", trials=9, stream=out)
     assert second.study == first.study and second.resumed and not first.resumed
     assert f"Resuming study '{first.study}'" in out.getvalue()
-    assert "6 trials already complete" in out.getvalue()
+    assert "6 trials already evaluated" in out.getvalue()
     study = _load(tmp_path, first.study)
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 9
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert sum(not t.user_attrs.get("rejected") for t in done) == 9
     assert {n: v for n, v in ((t.number, t.values) for t in study.trials) if n in before} == before
 
 

@@ -177,7 +177,7 @@ def test_a_small_search_through_main_prints_progress_summary_and_dashboard(
     # The same command again resumes and says so.
     assert main([*SMALL, "--budget", "7MFLOPs", "--trials", "5", "--sampler", "random"]) == 0
     out = capsys.readouterr().out
-    assert "Resuming study" in out and "4 trials already complete" in out
+    assert "Resuming study" in out and "4 trials already evaluated" in out
 
 
 @pytest.mark.slow

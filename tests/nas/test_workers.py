@@ -1,6 +1,7 @@
 """Several worker processes on one study: the same command started twice on a journal file."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,10 +52,20 @@ def test_two_workers_share_one_journal_study_and_stop_at_the_requested_count(tmp
 
     storage = JournalStorage(JournalFileBackend(str(journal)))
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    # Each worker stops once the study holds 16 complete trials; the other may finish the
-    # trial it is running, so the study ends with 16 or 17.
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    complete = [t for t in done if not t.user_attrs.get("rejected")]  # what --trials counts
+    # Each worker stops once the study holds 16 evaluated trials; the other may finish the
+    # trial it is running, so the study ends with 16 or 17. Proposals over the budget are in
+    # the study too (rejected, infeasible), and both workers report the storage's count.
     assert 16 <= len(complete) <= 17
+    rejected = len(done) - len(complete)
+    assert rejected > 0
+    assert all((t.user_attrs["flops"] > 7_000_000) == (t not in complete) for t in done)
+    # The worker that stopped last read every rejection of both from the storage.
+    printed = [
+        int(re.search(r"(\d+) proposals rejected over budget", out)[1]) for out, _ in outputs
+    ]
+    assert max(printed) == rejected
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     # Both processes did trials.
     owners = {t.system_attrs["convnas:owner"]["pid"] for t in complete}
