@@ -140,6 +140,8 @@ class TrialRunner:
             + " (not built, not counted)"
         )
         attrs = {
+            # The proposal itself, as on every trial: the dashboard shows what was rejected.
+            "arch": json.dumps(arch.to_dict(), sort_keys=True, separators=(",", ":")),
             "arch_id": arch.arch_id,
             "flops": int(cost.flops),
             "params": int(cost.params),

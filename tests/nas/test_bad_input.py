@@ -316,7 +316,8 @@ def test_unknown_options_of_the_built_in_evaluator_are_refused_with_the_known_on
     _one_line(
         capsys.readouterr().err,
         "evaluator option 'max_step_per_epoch' is not read by the built-in evaluator; its "
-        "options are augment, cpu_threads, latency_cache_dir, max_states, max_steps_per_epoch,",
+        "options are augment, cpu_threads, latency_cache_dir, latency_calibrate, max_states, "
+        "max_steps_per_epoch,",
     )
     assert _tree(here) == ["afile"]
     # A custom evaluator gets whatever it is given (the surrogate reads seconds_per_epoch).
@@ -485,7 +486,7 @@ def test_the_shipped_surrogate_evaluator_works_from_a_folder_outside_the_checkou
         cwd=here,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "reached 2 complete trials" in r.stdout
+    assert "reached 2 evaluated trials" in r.stdout
     r = subprocess.run(
         [sys.executable, "-c", "import experiments"], capture_output=True, text=True, env=env
     )
