@@ -360,20 +360,18 @@ class OptunaSearch:
         """Why a run stops after ``rejections`` rejected proposals in a row: budget and range."""
         b, r = self.budgets, self.cost_range
         parts = []
-        if b.max_flops is not None:
+        for name, limit, fmt, lo, hi in (
+            ("FLOPs", b.max_flops, format_flops, "min_flops", "max_flops"),
+            ("params", b.max_params, format_count, "min_params", "max_params"),
+        ):
+            if limit is None:
+                continue
             span = (
-                f" (this space spans {format_flops(r.min_flops)} to {format_flops(r.max_flops)})"
+                f" (this space spans {fmt(getattr(r, lo))} to {fmt(getattr(r, hi))})"
                 if r is not None
                 else ""
             )
-            parts.append(f"FLOPs <= {format_flops(b.max_flops)}{span}")
-        if b.max_params is not None:
-            span = (
-                f" (this space spans {format_count(r.min_params)} to {format_count(r.max_params)})"
-                if r is not None
-                else ""
-            )
-            parts.append(f"params <= {format_count(b.max_params)}{span}")
+            parts.append(f"{name} <= {fmt(limit)}{span}")
         fixes = (
             "raise the budget or --max-rejections"
             if self.repair
