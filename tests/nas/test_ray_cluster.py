@@ -112,7 +112,7 @@ def test_a_search_survives_losing_a_ray_node(cluster, storage, tmp_path):
     assert code == 0, text[-3000:]
     assert f"Ray Tune: 2 workers on {c.address} (1 CPU, auto GPU each)" in text
     assert "Ray worker failed: worker" in text  # the one on the lost node
-    assert f"Search stopped: reached {TRIALS} complete trials" in text
+    assert f"Search stopped: reached {TRIALS} evaluated trials" in text
 
     trials = _trials(storage)
     complete = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
