@@ -248,6 +248,9 @@ def run_reference(item: dict[str, Any], work: Path) -> dict[str, Any]:
         "--no-latency", "--num-workers", "0",
     ]
     if (out / "last.pt").is_file():
+        # the recipe is saved in the checkpoint; nas.retrain refuses --recipe with --resume
+        i = cmd.index("--recipe")
+        del cmd[i:i + 2]
         cmd.append("--resume")
     elif out.exists():
         shutil.rmtree(out)  # started but never checkpointed: start again

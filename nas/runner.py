@@ -236,7 +236,7 @@ def run_on_ray(plan: Plan, engine: Any, p: Progress, owns_ray: bool) -> Any:
             last[0] = summary.n_complete
             p.line(ray_status_line(summary, c.trials, time.monotonic() - t0))
 
-    errors, reports = run_workers(
+    errors, reports, failed = run_workers(
         worker.to_dict(),
         entry=run_worker,
         n_workers=c.workers,
@@ -248,11 +248,15 @@ def run_on_ray(plan: Plan, engine: Any, p: Progress, owns_ray: bool) -> Any:
         poll=poll,
         owns_ray=owns_ray,
     )
+    for line in errors:
+        p.line(f"Ray worker failed: {line}")
+    if failed:  # the trials a lost worker was running will never finish
+        n = engine.fail_orphans(failed)
+        if n:
+            p.line(f"Marked {n} trial{'s' if n != 1 else ''} of the failed workers as interrupted")
     poll()
     engine.refresh_counts(summary)
     summary.seconds = time.monotonic() - t0
-    for line in errors:
-        p.line(f"Ray worker failed: {line}")
     exhausted = [r for r in reports if r.get("rejections_exhausted")]
     if summary.n_complete >= c.trials:
         summary.stop_reason = f"reached {c.trials} evaluated trials"

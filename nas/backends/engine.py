@@ -51,6 +51,8 @@ from nas.backends.heartbeat import (
     OWNER_KEY,
     Heartbeat,
     fail_interrupted,
+    fail_orphans,
+    owner_record,
     process_start,
 )
 from nas.backends.optuna_storage import open_storage
@@ -275,6 +277,11 @@ class OptunaSearch:
             stale_after_s=self.stale_after_s,
         )
 
+    def fail_orphans(self, reasons: Mapping[str, str]) -> int:
+        """Fail the running trials of workers known to be gone (see :mod:`.heartbeat`)."""
+        assert self.study is not None
+        return fail_orphans(self.study, reasons)
+
     # -- the loop -----------------------------------------------------------------------
     def run(
         self,
@@ -430,7 +437,7 @@ class OptunaSearch:
                     self._enqueue_repaired(trial)
                 return rejected
             storage.set_trial_system_attr(
-                tid, OWNER_KEY, {"host": self._host, "pid": self._pid, "start": self._start}
+                tid, OWNER_KEY, owner_record(self._host, self._pid, self._start)
             )
             storage.set_trial_system_attr(tid, HEARTBEAT_KEY, time.time())
             with Heartbeat(storage, tid, self.heartbeat_s):

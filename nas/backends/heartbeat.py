@@ -6,6 +6,11 @@ trials of the study whose owner process on this host is gone, or whose heartbeat
 ``stale_after_s`` (other hosts), are marked FAIL with ``failure`` explaining the interruption.
 This works the same for SQLite, journal files and database URLs.
 
+A launcher that knows when its workers are gone for good (the Ray driver, once Tune reports a
+worker failed) names each worker with an owner tag (the ``CONVNAS_OWNER_TAG`` environment
+variable, saved in the owner record) and fails the trials still running under a failed
+worker's tag at once with :func:`fail_orphans`, without waiting for a stale heartbeat.
+
 Imports optuna only; must not import the engine or the other modules of
 :mod:`nas.backends` that build on it.
 """
@@ -15,6 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -24,7 +31,10 @@ __all__ = [
     "INTERRUPTED_PREFIX",
     "OWNER_KEY",
     "Heartbeat",
+    "OWNER_TAG_ENV",
     "fail_interrupted",
+    "fail_orphans",
+    "owner_record",
     "pid_alive",
     "process_start",
 ]
@@ -32,6 +42,16 @@ __all__ = [
 OWNER_KEY = "convnas:owner"
 HEARTBEAT_KEY = "convnas:heartbeat"
 INTERRUPTED_PREFIX = "interrupted"
+OWNER_TAG_ENV = "CONVNAS_OWNER_TAG"
+
+
+def owner_record(host: str, pid: int, start: str | None) -> dict[str, Any]:
+    """The owner saved on a running trial; with ``tag`` when the launcher set one."""
+    owner: dict[str, Any] = {"host": host, "pid": pid, "start": start}
+    tag = os.environ.get(OWNER_TAG_ENV)
+    if tag:
+        owner["tag"] = tag
+    return owner
 
 
 def process_start(pid: int) -> str | None:
@@ -116,11 +136,28 @@ def fail_interrupted(
                 reason = f"{INTERRUPTED_PREFIX}: running for {age:.0f} s without an owner"
         if reason is None:
             continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, "failure", reason)
-            storage.set_trial_user_attr(t._trial_id, "status", "failed: " + reason)
-            if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                n += 1
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker got there first
+        n += _fail(storage, t._trial_id, reason)
+    return n
+
+
+def _fail(storage: Any, trial_id: int, reason: str) -> bool:
+    try:
+        storage.set_trial_user_attr(trial_id, "failure", reason)
+        storage.set_trial_user_attr(trial_id, "status", "failed: " + reason)
+        return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # another worker got there first
+
+
+def fail_orphans(study: optuna.Study, reasons: Mapping[str, str]) -> int:
+    """Fail the running trials whose owner tag is a key of ``reasons``; return how many.
+
+    ``reasons`` maps the tag of each worker known to be gone to why (e.g. Tune's error
+    line); the failure reads ``interrupted: <reason>``.
+    """
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tag = (t.system_attrs.get(OWNER_KEY) or {}).get("tag")
+        if tag in reasons:
+            n += _fail(study._storage, t._trial_id, f"{INTERRUPTED_PREFIX}: {reasons[tag]}")
     return n

@@ -29,11 +29,15 @@ arrives as an argument.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from nas.backends.heartbeat import OWNER_TAG_ENV
 
 __all__ = ["RayUnavailable", "connect", "ray_available", "run_workers"]
 
@@ -108,10 +112,15 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
-def _worker(params: Mapping[str, Any], entry: Callable[[dict[str, Any]], Any]) -> None:
-    """One Tune trial: ``entry(config)``, a ConvNAS search worker on the shared study."""
+def _worker(params: Mapping[str, Any], entry: Callable[[dict[str, Any]], Any], tag: str) -> None:
+    """One Tune trial: ``entry(config)``, a ConvNAS search worker on the shared study.
+
+    The worker's trials carry the owner tag ``<tag>/<worker index>`` (see
+    :mod:`nas.backends.heartbeat`), so the driver can fail them if the worker is lost.
+    """
     from ray import tune
 
+    os.environ[OWNER_TAG_ENV] = f"{tag}/{params['worker']}"
     tune.report(entry(dict(params["config"])))
 
 
@@ -128,7 +137,8 @@ def run_workers(
     poll: Callable[[], None] | None = None,
     poll_s: float = 2.0,
     owns_ray: bool = True,
-) -> tuple[list[str], list[dict[str, Any]]]:
+    tag: str | None = None,
+) -> tuple[list[str], list[dict[str, Any]], dict[str, str]]:
     """Run ``n_workers`` search workers as Ray Tune trials and wait for them.
 
     ``worker_config`` is a :class:`nas.config.SearchConfig` as a dict and ``entry`` the
@@ -144,13 +154,17 @@ def run_workers(
     the workers run (the caller's progress display). Ray is joined with :func:`connect`
     unless it already runs; ``owns_ray`` says whether to shut it down afterwards (when
     :func:`connect` started it). Returns one line per worker that failed (empty when all
-    finished) and what each finished worker reported (``entry``'s return value: its counts
-    and why it stopped).
+    finished), what each finished worker reported (``entry``'s return value: its counts
+    and why it stopped), and the owner tag of each failed worker with its error line (give it
+    to :func:`nas.backends.heartbeat.fail_orphans`). Worker ``i`` tags its trials
+    ``<tag>/<i>``; ``tag`` defaults to one made of this process's host, pid and the time.
     """
     import ray
     from ray import tune
 
     started_here = connect(address) or owns_ray
+    if tag is None:
+        tag = f"ray:{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"
     stop = threading.Event()
 
     def poller() -> None:
@@ -166,7 +180,7 @@ def run_workers(
             has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
             gpus_per_worker = 1.0 if has_gpu and worker_config.get("device") != "cpu" else 0.0
         trainable = tune.with_resources(
-            tune.with_parameters(_worker, entry=entry),
+            tune.with_parameters(_worker, entry=entry, tag=tag),
             {"cpu": cpus_per_worker, "gpu": gpus_per_worker},
         )
         tuner = tune.Tuner(
@@ -186,15 +200,18 @@ def run_workers(
         if thread is not None:
             thread.start()
         grid = tuner.fit()
-        errors, reports = [], []
+        errors, reports, failed = [], [], {}
         for i in range(len(grid)):
             r = grid[i]
+            w = (r.config or {}).get("worker", i)
             if r.error is not None:
                 text = str(r.error).strip().splitlines()
-                errors.append(f"worker {i}: {text[-1] if text else type(r.error).__name__}")
+                line = f"worker {w}: {text[-1] if text else type(r.error).__name__}"
+                errors.append(line)
+                failed[f"{tag}/{w}"] = f"its Ray worker failed ({line})"
             elif r.metrics:
                 reports.append(dict(r.metrics))
-        return errors, reports
+        return errors, reports, failed
     finally:
         stop.set()
         if thread is not None and thread.is_alive():
