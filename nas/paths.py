@@ -52,6 +52,7 @@ def check_writable_folder(path: str | os.PathLike, what: str) -> None:
         raise ValueError(
             f"{what} cannot be created: {str(existing)!r} is {_describe(existing)}; {_FIX}"
         )
+    probe = None
     try:
         probe = tempfile.mkdtemp(prefix=".convnas-write-check-", dir=existing)
     except OSError as e:
@@ -62,7 +63,9 @@ def check_writable_folder(path: str | os.PathLike, what: str) -> None:
             f"{what} cannot be created: nothing can be created in {str(existing)!r} "
             f"({reason}); {_FIX}"
         ) from None
-    os.rmdir(probe)
+    finally:
+        if probe is not None:  # removed even when Ctrl-C lands here
+            os.rmdir(probe)
 
 
 def check_writable_file(path: str | os.PathLike, what: str) -> None:

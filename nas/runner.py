@@ -14,11 +14,14 @@ command line and the API above it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,14 +35,44 @@ from nas.records import RunSummary
 from nas.storage import describe_storage, storage_file
 
 __all__ = [
+    "InterruptedBeforeStudy",
     "SearchResult",
     "absolute_paths",
     "build_engine",
+    "ctrl_c_held",
     "execute",
     "run_on_ray",
     "run_worker",
     "write_json",
 ]
+
+
+class InterruptedBeforeStudy(KeyboardInterrupt):
+    """Ctrl-C before the study was created: nothing of the search was written."""
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block has run, then raise ``KeyboardInterrupt``.
+
+    Used around creating the study and writing ``search_config.json``, so that an interrupt
+    leaves either nothing or a whole, resumable study. Outside the main thread, or when
+    SIGINT has a handler other than Python's own, the block runs unguarded.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -77,38 +110,20 @@ def execute(
     ``worker=True`` (a Ray worker) leaves ``search_config.json`` alone.
     """
     c = plan.config
-    engine = build_engine(plan)
-    owns_ray = False
-    if c.backend == "ray":  # before the study exists: an unreachable cluster writes nothing
-        from nas.backends.ray_backend import connect
+    try:
+        engine = build_engine(plan)
+        owns_ray = False
+        if c.backend == "ray":  # before the study exists: an unreachable cluster writes nothing
+            from nas.backends.ray_backend import connect
 
-        owns_ray = connect(c.ray_address)
-    info = engine.open()
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    if not worker:  # a Ray worker leaves the driver's record alone
-        write_json(
-            plan.out_dir / "search_config.json",
-            {
-                "format": "convnas.search-config/1",
-                "command": command or "nas.run_search(...) (Python API)",
-                "study": plan.study,
-                "storage": plan.storage,
-                "out": str(plan.out_dir),
-                "settings": plan.resolved,
-                "config": c.to_dict(),
-                "eval_config": plan.eval_config.to_dict(),
-                # Why the bundled sample replaced the default CIFAR-10 (None: it did not).
-                "offline": plan.offline,
-                "space": {
-                    "slots": len(plan.space.slots),
-                    "size": str(plan.space.size),
-                    "min_flops": plan.cost_range.min_flops,
-                    "max_flops": plan.cost_range.max_flops,
-                    "min_params": plan.cost_range.min_params,
-                    "max_params": plan.cost_range.max_params,
-                },
-            },
-        )
+            owns_ray = connect(c.ray_address)
+    except KeyboardInterrupt:
+        raise InterruptedBeforeStudy from None
+    with ctrl_c_held():  # the study, its attributes and search_config.json are written whole
+        info = engine.open()
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+        if not worker:  # a Ray worker leaves the driver's record alone
+            _write_search_config(plan, command)
     p = Progress(stream, c.trials, c.timeout_s)
     if plan.offline is not None:
         p.line(
@@ -155,6 +170,34 @@ def execute(
         n_rejected=summary.n_rejected,
         n_rejected_run=summary.n_rejected_run,
         rejections_exhausted=summary.rejections_exhausted,
+    )
+
+
+def _write_search_config(plan: Plan, command: str | None) -> None:
+    """``<out>/search_config.json``: the command, the settings and the space of the search."""
+    c = plan.config
+    write_json(
+        plan.out_dir / "search_config.json",
+        {
+            "format": "convnas.search-config/1",
+            "command": command or "nas.run_search(...) (Python API)",
+            "study": plan.study,
+            "storage": plan.storage,
+            "out": str(plan.out_dir),
+            "settings": plan.resolved,
+            "config": c.to_dict(),
+            "eval_config": plan.eval_config.to_dict(),
+            # Why the bundled sample replaced the default CIFAR-10 (None: it did not).
+            "offline": plan.offline,
+            "space": {
+                "slots": len(plan.space.slots),
+                "size": str(plan.space.size),
+                "min_flops": plan.cost_range.min_flops,
+                "max_flops": plan.cost_range.max_flops,
+                "min_params": plan.cost_range.min_params,
+                "max_params": plan.cost_range.max_params,
+            },
+        },
     )
 
 

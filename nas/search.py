@@ -13,7 +13,9 @@ failed. :func:`run_search` is the Python API; the command line is a thin layer o
 
 Exit codes: 0 done, 1 the search could not run (e.g. every trial failed, or ``--max-rejections``
 proposals in a row broke the budget: one line on stderr), 2 bad input (one line on stderr,
-nothing written), 130 interrupted with Ctrl-C (resume by running it again).
+nothing written), 130 interrupted with Ctrl-C: before the study exists (while the space is built
+and priced) nothing was written; the study is created whole or not at all, and once it exists
+running the same command again resumes it.
 
 This module is the command line and the API only; what it drives lives below it:
 :mod:`nas.config` (the config and its checks), :mod:`nas.plan` (validation that needs the
@@ -42,7 +44,7 @@ from nas.config import (
     parse_objectives,
 )
 from nas.plan import prepare
-from nas.runner import SearchResult, execute, run_worker
+from nas.runner import InterruptedBeforeStudy, SearchResult, execute, run_worker
 from nas.storage import DEFAULT_STORAGE
 from nas.units import (
     arg_count,
@@ -524,6 +526,13 @@ def _join_negative_values(words: Sequence[str]) -> list[str]:
     return out
 
 
+#: Ctrl-C before the study exists (while the space is built and priced, the data checked).
+_INTERRUPTED_EARLY = (
+    "\ninterrupted before the first trial; no study and no output folder were created "
+    "(run the command again to start the search)"
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
@@ -532,26 +541,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         _refuse_ray_only(args.backend, {k: getattr(args, k) for k in given}, flags=True)
         config = _config_from_args(args)
         plan = prepare(config, sample_fallback=args.dataset is None)
+        from nas.backends.ray_backend import RayUnavailable
     except ValueError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    from nas.backends.ray_backend import RayUnavailable
+    except KeyboardInterrupt:  # building the space, pricing it, checking the data
+        print(_INTERRUPTED_EARLY, file=sys.stderr)
+        return 130
+    import shlex
 
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = "python -m nas.search " + " ".join(shlex.quote(w) for w in words)
     try:
-        import shlex
-
-        words = sys.argv[1:] if argv is None else list(argv)
-        command = "python -m nas.search " + " ".join(shlex.quote(w) for w in words)
         result = execute(plan, stream=sys.stdout, export=True, command=command)
-    except RayUnavailable as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
+    except InterruptedBeforeStudy:
+        print(_INTERRUPTED_EARLY, file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; run the same command again to resume study '{plan.study}'",
             file=sys.stderr,
         )
         return 130
+    except RayUnavailable as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     if result.rejections_exhausted:
         print(f"{parser.prog}: error: stopped: {result.stop_reason}", file=sys.stderr)
         return 1

@@ -144,7 +144,8 @@ def _probe(url: str, timeout_s: float) -> str | None:
 
 
 def _download_cifar(kind: str, data_dir: Path) -> None:
-    """Download and extract ``kind`` with torchvision; on failure remove what this call created."""
+    """Download and extract ``kind`` with torchvision; on failure or Ctrl-C remove what this
+    call created (a half-downloaded archive, a half-extracted folder)."""
     from torchvision.datasets.utils import download_and_extract_archive
 
     cls = _cifar_class(kind)
@@ -155,12 +156,14 @@ def _download_cifar(kind: str, data_dir: Path) -> None:
     socket.setdefaulttimeout(_DOWNLOAD_STALL_S)
     try:
         download_and_extract_archive(cls.url, str(data_dir), filename=cls.filename, md5=cls.tgz_md5)
-    except Exception as exc:  # network, HTTP, checksum or archive errors: all end the same way
+    except BaseException as exc:  # network, HTTP, checksum, archive errors, or Ctrl-C
         for p in reversed(created):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             elif p.exists():
                 p.unlink()
+        if not isinstance(exc, Exception):  # KeyboardInterrupt: gone without a half archive
+            raise
         reason = getattr(exc, "reason", None) or exc
         raise DatasetUnavailable(
             f"could not download {kind} from {cls.url} into --data-dir {str(data_dir)!r} "
