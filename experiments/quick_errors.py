@@ -1,5 +1,8 @@
 """How long a command takes to report a typo: a bad ``--ops`` entry and a broken architecture file.
 
+``--cases`` picks some of :data:`CASES` and ``--output`` names the results, e.g.
+``--cases "search --budget 2GFLOPs --ops conv,scconv(a=1.5)" --output quick_errors_ranges``.
+
 Issue 9 (item 8): the menu used to be parsed after the backbone was built and the architecture
 file after torch was imported, so such one-line errors took 6 to 40 s. This script times the
 real commands of two checkouts (``--before`` and ``--after``, e.g. one unpacked with
@@ -34,6 +37,10 @@ CASES = {
     "search --ops conv,foo": ["-m", "nas.search", "--ops", "conv,foo"],
     "retrain bad.json": ["-m", "nas.retrain", "bad.json", "--dataset", "synthetic"],
     "describe bad.json": ["-m", "nas.describe", "bad.json"],
+    # A value out of range: once checked by the operators only, after torch was imported.
+    "search --budget 2GFLOPs --ops conv,scconv(a=1.5)": [
+        *("-m", "nas.search", "--budget", "2GFLOPs", "--ops", "conv,scconv(a=1.5)"),
+    ],
 }
 
 
@@ -56,14 +63,23 @@ def main() -> None:
     p.add_argument("--before", type=Path, required=True, help="checkout before the change")
     p.add_argument("--after", type=Path, default=ROOT, help="checkout after (default: this)")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument(
+        "--cases", nargs="+", choices=list(CASES), default=list(CASES), help="default: all"
+    )
+    p.add_argument(
+        "--output",
+        default="quick_errors",
+        help="name of the .md and .json in experiments/results (default: quick_errors)",
+    )
     args = p.parse_args()
-    times: dict[str, dict[str, list[float]]] = {c: {"before": [], "after": []} for c in CASES}
+    cases = {c: CASES[c] for c in args.cases}
+    times: dict[str, dict[str, list[float]]] = {c: {"before": [], "after": []} for c in cases}
     for i in range(args.rounds):
-        for case, argv in CASES.items():
+        for case, argv in cases.items():
             for name in ("before", "after") if i % 2 == 0 else ("after", "before"):
                 s = run_once(getattr(args, name), argv)
                 times[case][name].append(s)
-                print(f"round {i + 1} {case:<24} {name:<6} {s:6.2f} s", flush=True)
+                print(f"round {i + 1} {case:<48} {name:<6} {s:6.2f} s", flush=True)
     rows = []
     for case, by in times.items():
         row = {"case": case}
@@ -82,9 +98,9 @@ def main() -> None:
         "raw_s": times,
     }
     out = ROOT / "experiments" / "results"
-    (out / "quick_errors.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / f"{args.output}.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
-        "# Time to report a typo (issue 9, item 8)",
+        "# Time to report a typo (issue 9, item 8 and its follow-up: --ops value ranges)",
         "",
         f"Machine: {doc['machine']}; load average {load:.1f} at the end (other jobs running).",
         f"Command: `{doc['command']}`; {when}; {args.rounds} rounds, interleaved.",
@@ -100,7 +116,7 @@ def main() -> None:
             for n in ("before", "after")
         ]
         lines.append(f"| `{row['case']}` | {cells[0]} | {cells[1]} |")
-    (out / "quick_errors.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.output}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

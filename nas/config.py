@@ -203,7 +203,7 @@ def check_config(c: SearchConfig) -> tuple[tuple[str, ...], tuple[int, ...]]:
         raise ValueError(f"timeout must be a positive number of seconds, got {c.timeout_s!r}")
     objectives = parse_objectives(c.objectives)
     rungs = parse_fidelities(c.fidelities, c.proxy_epochs)
-    split_menu(c.ops)  # names and syntax now; value ranges when the space is built
+    split_menu(c.ops)  # names, syntax and value ranges, before torch is imported
     _check_backend(c)
     describe_storage(c.storage)
     if c.study is not None and (not isinstance(c.study, str) or not c.study.strip()):

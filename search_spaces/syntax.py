@@ -2,13 +2,14 @@
 
 Importing torch takes seconds; a typo in ``--ops`` or a broken architecture file should not
 wait for it. This module reads an architecture file (the path, the JSON, the top-level keys)
-and splits an operator menu (names, parameter names, numbers) with the standard library only.
-:mod:`search_spaces.arch` and :mod:`search_spaces.space` build on it and add what needs the
-operators and the backbones (value ranges, slots); the command lines call it first, so such
-mistakes are reported in well under a second.
+and splits an operator menu (names, parameter names, numbers and their ranges) with the
+standard library only. :mod:`search_spaces.arch` and :mod:`search_spaces.space` build on it and
+add what needs the operators and the backbones (slots, per-slot limits); the command lines call
+it first, so such mistakes are reported in well under a second.
 
-:data:`OP_SIGNATURES` and :data:`SLOT_POLICY_NAMES` repeat the operator table's names, labels
-and parameters (:data:`search_spaces.ops.OPS`) and the slot policies; a test keeps them equal.
+:data:`OP_SIGNATURES`, :data:`PARAM_RANGES` and :data:`SLOT_POLICY_NAMES` repeat the operator
+table's names, labels, parameters and their ranges (:data:`search_spaces.ops.OPS` and each
+operator's ``validate``) and the slot policies; tests keep them equal.
 
 Imports only the standard library; must not import torch, torchvision or any other
 ``search_spaces`` module (they import torch), nor ``evaluators`` or ``nas``.
@@ -17,9 +18,10 @@ Imports only the standard library; must not import torch, torchvision or any oth
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ __all__ = [
     "ARCH_FORMAT",
     "ARCH_KEYS",
     "OP_SIGNATURES",
+    "PARAM_RANGES",
     "SLOT_POLICY_NAMES",
     "ArchitectureError",
     "check_header",
@@ -45,6 +48,41 @@ OP_SIGNATURES: Mapping[str, tuple[str, Mapping[str, type]]] = {
     "scconv": ("scconv", {"alpha": float, "r": int, "g": int}),
     "octconv": ("oct", {"alpha": float}),
     "linearconv": ("linear", {"alpha": float, "rank": int}),
+}
+
+
+def _number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _in_0_1_open(v: Any) -> bool:
+    return _number(v) and 0 < v < 1
+
+
+def _in_0_1_half_open(v: Any) -> bool:
+    return _number(v) and 0 <= v < 1
+
+
+def _integer_at_least_1(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _full_or_integer(v: Any) -> bool:
+    return v is None or _integer_at_least_1(v)
+
+
+#: (op name, hyperparameter) -> (what the value must be, test of a parsed value): the ranges
+#: the operators' own ``validate`` functions enforce, checked here on menu text without torch.
+PARAM_RANGES: Mapping[tuple[str, str], tuple[str, Callable[[Any], bool]]] = {
+    ("scconv", "alpha"): ("a number in the open interval (0, 1)", _in_0_1_open),
+    ("scconv", "r"): ("an integer >= 1 (the squeeze ratio)", _integer_at_least_1),
+    ("scconv", "g"): ("an integer >= 1 (groups of the group-wise conv)", _integer_at_least_1),
+    ("octconv", "alpha"): (
+        "a number in [0, 1) (the share of low-frequency channels)",
+        _in_0_1_half_open,
+    ),
+    ("linearconv", "alpha"): ("a number in the open interval (0, 1)", _in_0_1_open),
+    ("linearconv", "rank"): ("'full' or an integer >= 1", _full_or_integer),
 }
 
 
@@ -160,8 +198,10 @@ def parse_number(text: str, where: str) -> Any:
 def split_menu(text: str) -> list[tuple[str, str, dict[str, tuple[Any, ...]]]]:
     """``"conv,oct(a=0.25|0.5)"`` -> ``[(entry, op, {param: values}), ...]``, checked as text.
 
-    Names, parameter names and numbers are checked here; value ranges are the operators' own
-    (:func:`search_spaces.space.parse_menu`). Raises ``ValueError`` naming the bad entry.
+    Names, parameter names, numbers and their ranges (:data:`PARAM_RANGES`) are checked here;
+    the operators check the same ranges again when the space is built
+    (:func:`search_spaces.space.parse_menu`). Raises ``ValueError`` naming the bad entry, and
+    for a value out of range the value as typed and what is allowed.
     """
     if not isinstance(text, str):
         raise ValueError(
@@ -201,6 +241,15 @@ def split_menu(text: str) -> list[tuple[str, str, dict[str, tuple[Any, ...]]]]:
                     raise ValueError(
                         f"bad parameter {item!r} for {name.strip()}; allowed: {allowed}"
                     )
-                grid[key] = tuple(parse_number(x.strip(), raw) for x in v.split("|"))
+                values = []
+                for x in (x.strip() for x in v.split("|")):
+                    value = parse_number(x, raw)
+                    allowed, ok = PARAM_RANGES[op, key]
+                    if not ok(value):
+                        raise ValueError(
+                            f"operator menu entry {raw!r}: {key} must be {allowed}, got {x}"
+                        )
+                    values.append(value)
+                grid[key] = tuple(values)
         out.append((raw, op, grid))
     return out

@@ -250,6 +250,28 @@ QUICK = [
     ("nas.search", ["--ops", "conv,foo", "--dataset", "synthetic"], "unknown operator 'foo'"),
     ("nas.search", ["--ops", "oct(b=1)"], "bad parameter 'b=1' for oct; allowed: alpha"),
     ("nas.search", ["--ops", "oct(a=x)"], "parameter value 'x' in 'oct(a=x)' is not a number"),
+    (
+        "nas.search",
+        ["--ops", "conv,scconv(a=1.5)"],
+        "error: operator menu entry 'scconv(a=1.5)': alpha must be a number in the open "
+        "interval (0, 1), got 1.5\n",
+    ),
+    (
+        "nas.search",
+        ["--ops", "oct(a=0.5|1)"],
+        "'oct(a=0.5|1)': alpha must be a number in [0, 1) (the share of low-frequency "
+        "channels), got 1\n",
+    ),
+    (
+        "nas.search",
+        ["--ops", "linear(rank=0)"],
+        "'linear(rank=0)': rank must be 'full' or an integer >= 1, got 0\n",
+    ),
+    (
+        "nas.search",
+        ["--ops", "scconv(r=2.5)"],
+        "'scconv(r=2.5)': r must be an integer >= 1 (the squeeze ratio), got 2.5\n",
+    ),
     ("nas.retrain", ["bad.json", "--dataset", "synthetic"], "bad.json: not valid JSON"),
     ("nas.retrain", ["fmt.json", "--dataset", "synthetic"], "format must be 'convnas.arch/1'"),
     ("nas.describe", ["bad.json"], "bad.json: not valid JSON"),
@@ -286,6 +308,25 @@ def test_the_torch_free_operator_table_matches_the_real_one():
     }
     assert list(OPS) == list(OP_SIGNATURES)
     assert SLOT_POLICY_NAMES == SLOT_POLICIES
+
+
+PROBES = [None, -1, 0, 1, 2, 3, -0.5, 0.0, 1e-9, 0.25, 0.5, 0.999, 1.0, 1.5, 2.0, 2.5]
+PROBES += [float("inf"), float("-inf"), float("nan")]
+
+
+def test_the_torch_free_ranges_accept_exactly_what_the_operators_accept():
+    from search_spaces.ops import OPS
+    from search_spaces.syntax import PARAM_RANGES
+
+    assert set(PARAM_RANGES) == {(n, p) for n, i in OPS.items() for p in i.hparams}
+    for (op, param), (_, ok) in PARAM_RANGES.items():
+        for value in PROBES:
+            try:
+                OPS[op].validate(**{param: value})
+                accepted = True
+            except ValueError:
+                accepted = False
+            assert ok(value) == accepted, (op, param, value)
 
 
 # -- 6: flags that would do nothing, options nobody reads -------------------------------------

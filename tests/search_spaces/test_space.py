@@ -30,10 +30,13 @@ def test_bare_entry_takes_default_grid():
         ("oct(a=x)", r"parameter value 'x'"),
         ("conv,,oct", "empty entry"),
         ("oct(a=0.5", "missing '\\)'"),
-        ("oct(a=1.5)", r"operator menu entry 'oct\(a=1.5\)': octconv alpha must be in \[0, 1\)"),
+        (
+            "oct(a=1.5)",
+            r"operator menu entry 'oct\(a=1.5\)': alpha must be a number in \[0, 1\) \(the share",
+        ),
         (
             "conv,scconv(a=0.5,r=0)",
-            r"entry 'scconv\(a=0.5,r=0\)': r \(squeeze ratio\) must be an integer >= 1, got 0",
+            r"entry 'scconv\(a=0.5,r=0\)': r must be an integer >= 1 \(the squeeze ratio\), got 0$",
         ),
     ],
 )
