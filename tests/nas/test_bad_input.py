@@ -17,22 +17,9 @@ from nas.retrain import main as retrain_main
 from nas.search import main as search_main
 from nas.search import run_search
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # for experiments.surrogate
-    sys.path.insert(0, str(ROOT))
+SURROGATE = "evaluators.surrogate:evaluate"
 
-SMALL = [
-    "--backbone",
-    "cifar_resnet20",
-    "--resolution",
-    "16",
-    "--dataset",
-    "synthetic",
-    "--evaluator",
-    "experiments.surrogate:evaluate",
-    "--trials",
-    "1",
-]
+ROOT = Path(__file__).resolve().parents[2]
 ARCH = {
     "format": "convnas.arch/1",
     "backbone": "cifar_resnet20",
@@ -68,6 +55,12 @@ def here(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def small(small_search):
+    """A tiny one-trial search (``tests/nas/conftest.py``)."""
+    return [*small_search, "--trials", "1"]
+
+
 # -- 3: paths that cannot be written ----------------------------------------------------------
 UNWRITABLE_OUT = [
     ("afile/sub", "out 'afile/sub' cannot be created: '{here}/afile' is a file, not a folder"),
@@ -86,8 +79,8 @@ UNWRITABLE_STORAGE = [
 
 
 @pytest.mark.parametrize("out, match", UNWRITABLE_OUT, ids=[o for o, _ in UNWRITABLE_OUT])
-def test_search_refuses_an_out_that_cannot_be_written(here, capsys, out, match):
-    assert _code(search_main, [*SMALL, "--out", out]) == 2
+def test_search_refuses_an_out_that_cannot_be_written(small, here, capsys, out, match):
+    assert _code(search_main, [*small, "--out", out]) == 2
     _one_line(capsys.readouterr().err, match.format(here=here))
     assert _tree(here) == ["afile"]  # no runs/, no database
 
@@ -95,8 +88,8 @@ def test_search_refuses_an_out_that_cannot_be_written(here, capsys, out, match):
 @pytest.mark.parametrize(
     "storage, match", UNWRITABLE_STORAGE, ids=[s for s, _ in UNWRITABLE_STORAGE]
 )
-def test_search_refuses_a_storage_that_cannot_be_written(here, capsys, storage, match):
-    assert _code(search_main, [*SMALL, "--storage", storage]) == 2
+def test_search_refuses_a_storage_that_cannot_be_written(small, here, capsys, storage, match):
+    assert _code(search_main, [*small, "--storage", storage]) == 2
     _one_line(capsys.readouterr().err, match)
     assert _tree(here) == ["afile"]
 
@@ -107,7 +100,7 @@ def test_the_api_refuses_an_unwritable_out_before_the_study_exists(here):
             backbone="cifar_resnet20",
             resolution=16,
             dataset="synthetic",
-            evaluator="experiments.surrogate:evaluate",
+            evaluator=SURROGATE,
             trials=1,
             storage="s.db",
             out="afile/x",
@@ -117,12 +110,12 @@ def test_the_api_refuses_an_unwritable_out_before_the_study_exists(here):
 
 
 @pytest.mark.skipif(ROOT_USER, reason="root writes into read-only folders")
-def test_search_refuses_a_read_only_folder(here, capsys):
+def test_search_refuses_a_read_only_folder(small, here, capsys):
     ro = here / "ro"
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        assert _code(search_main, [*SMALL, "--out", "ro/out"]) == 2
+        assert _code(search_main, [*small, "--out", "ro/out"]) == 2
         _one_line(capsys.readouterr().err, "nothing can be created in")
         assert _tree(here) == ["afile", "ro"]
     finally:
@@ -146,7 +139,7 @@ def stored(tmp_path_factory):
         backbone="cifar_resnet20",
         resolution=16,
         dataset="synthetic",
-        evaluator="experiments.surrogate:evaluate",
+        evaluator=SURROGATE,
         sampler="random",
         trials=2,
         storage=str(tmp / "s.db"),
@@ -339,8 +332,8 @@ USELESS = [
 
 
 @pytest.mark.parametrize("extra, match", USELESS, ids=[u[0][0] for u in USELESS])
-def test_ray_only_flags_are_refused_without_the_ray_backend(here, capsys, extra, match):
-    assert _code(search_main, [*SMALL, *extra]) == 2
+def test_ray_only_flags_are_refused_without_the_ray_backend(small, here, capsys, extra, match):
+    assert _code(search_main, [*small, *extra]) == 2
     _one_line(capsys.readouterr().err, match)
     assert _tree(here) == ["afile"]
 
@@ -351,7 +344,9 @@ def test_the_api_refuses_ray_only_settings_without_the_ray_backend(here):
     assert _tree(here) == ["afile"]
 
 
-def test_unknown_options_of_the_built_in_evaluator_are_refused_with_the_known_ones(here, capsys):
+def test_unknown_options_of_the_built_in_evaluator_are_refused_with_the_known_ones(
+    small, here, capsys
+):
     argv = ["--backbone", "cifar_resnet20", "--dataset", "synthetic", "--trials", "1"]
     assert _code(search_main, [*argv, "--evaluator-option", "max_step_per_epoch=2"]) == 2
     _one_line(
@@ -363,7 +358,7 @@ def test_unknown_options_of_the_built_in_evaluator_are_refused_with_the_known_on
     assert _tree(here) == ["afile"]
     # A custom evaluator gets whatever it is given (the surrogate reads seconds_per_epoch).
     extra = ["--evaluator-option", "seconds_per_epoch=0", "--storage", "s.db", "--out", "o"]
-    assert _code(search_main, [*SMALL, *extra]) == 0
+    assert _code(search_main, [*small, *extra]) == 0
 
 
 # -- 7: messages that say what is wrong and what is accepted ----------------------------------
@@ -391,9 +386,11 @@ if _pymysql_missing():
 
 
 @pytest.mark.parametrize("storage, match", STORAGES, ids=[s for s, _ in STORAGES])
-def test_storage_messages_name_the_problem_and_the_accepted_forms(here, capsys, storage, match):
+def test_storage_messages_name_the_problem_and_the_accepted_forms(
+    small, here, capsys, storage, match
+):
     (here / "junk.log").write_text("hello\n")
-    assert _code(search_main, [*SMALL, "--storage", storage]) == 2
+    assert _code(search_main, [*small, "--storage", storage]) == 2
     _one_line(capsys.readouterr().err, match)
     assert _tree(here) == ["afile", "junk.log"]
     assert (here / "junk.log").read_text() == "hello\n"
@@ -419,8 +416,10 @@ FIDELITIES = [
 
 
 @pytest.mark.parametrize("extra, match", FIDELITIES, ids=[" ".join(f[0]) for f in FIDELITIES])
-def test_fidelity_messages_suggest_valid_values_without_python_tuples(here, capsys, extra, match):
-    assert _code(search_main, [*SMALL, *extra]) == 2
+def test_fidelity_messages_suggest_valid_values_without_python_tuples(
+    small, here, capsys, extra, match
+):
+    assert _code(search_main, [*small, *extra]) == 2
     err = capsys.readouterr().err
     _one_line(err, match)
     assert "(" not in err.split("error:", 1)[1]  # no Python tuple like (2, 1)
@@ -472,7 +471,7 @@ def test_exporting_a_study_without_feasible_trials_warns_nothing(here):
         backbone="cifar_resnet20",
         resolution=16,
         dataset="synthetic",
-        evaluator="experiments.surrogate:evaluate",
+        evaluator=SURROGATE,
         evaluator_options={"fail_fraction": 1.0},  # every candidate diverges
         trials=2,
         storage="s.db",
@@ -508,7 +507,9 @@ def test_search_config_is_written_through_a_temporary_file_of_its_own(here, monk
 
 
 # -- 10: the README's surrogate evaluator works from any folder -------------------------------
-def test_the_shipped_surrogate_evaluator_works_from_a_folder_outside_the_checkout(here):
+def test_the_shipped_surrogate_evaluator_works_from_a_folder_outside_the_checkout(
+    small_search, here
+):
     import subprocess
 
     # Only the installed packages on the path (as after pip install), not the checkout's
@@ -517,7 +518,7 @@ def test_the_shipped_surrogate_evaluator_works_from_a_folder_outside_the_checkou
     site.mkdir()
     for pkg in ("nas", "evaluators", "search_spaces"):
         (site / pkg).symlink_to(ROOT / pkg)
-    argv = [*SMALL[:-4], "--evaluator", "evaluators.surrogate:evaluate", "--trials", "2"]
+    argv = [*small_search, "--trials", "2"]  # with --evaluator evaluators.surrogate:evaluate
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
         [sys.executable, "-m", "nas.search", *argv, "--storage", "s.db", "--study", "any"],

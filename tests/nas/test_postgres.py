@@ -8,7 +8,6 @@ server and sets it. Each test works in a database of its own, dropped afterwards
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import optuna
@@ -26,24 +25,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture()
-def database():
-    """The URL of a new, empty database on the server."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    pytest.importorskip("psycopg")
-    name = f"convnas_test_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    url = SERVER.rsplit("/", 1)[0] + "/" + name
-    try:
-        yield url
-    finally:
-        with admin.connect() as c:
-            c.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 _OPEN = """
 import pathlib, sys, time
 import optuna
@@ -58,12 +39,12 @@ print("ok")
 """
 
 
-def test_workers_opening_a_new_database_together_all_succeed(database, tmp_path):
+def test_workers_opening_a_new_database_together_all_succeed(postgres_database, tmp_path):
     barrier = tmp_path / "ready"
     barrier.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _OPEN, str(barrier), database, f"s{i}", "4"],
+            [sys.executable, "-c", _OPEN, str(barrier), postgres_database, f"s{i}", "4"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -75,11 +56,11 @@ def test_workers_opening_a_new_database_together_all_succeed(database, tmp_path)
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-1500:]
         assert out.strip() == "ok"
-    names = sorted(s.study_name for s in open_storage(database).get_all_studies())
+    names = sorted(s.study_name for s in open_storage(postgres_database).get_all_studies())
     assert names == ["s0", "s1", "s2", "s3"]
 
 
-def test_two_search_workers_share_one_study_on_postgresql(database, tmp_path):
+def test_two_search_workers_share_one_study_on_postgresql(postgres_database, tmp_path):
     cmd = [
         sys.executable, "-m", "nas.search",
         "--backbone", "cifar_resnet20",
@@ -89,7 +70,7 @@ def test_two_search_workers_share_one_study_on_postgresql(database, tmp_path):
         "--evaluator-option", "seconds_per_epoch=0.3",
         "--budget", "7MFLOPs",
         "--trials", "12",
-        "--storage", database,
+        "--storage", postgres_database,
         "--study", "pg",
         "--out", str(tmp_path / "out"),
     ]  # fmt: skip
@@ -105,7 +86,9 @@ def test_two_search_workers_share_one_study_on_postgresql(database, tmp_path):
         assert w.returncode == 0, err[-2000:]
     assert sum("New study 'pg'" in out for out, _ in outputs) == 1
     assert sum("Resuming study 'pg'" in out for out, _ in outputs) == 1
-    trials = optuna.load_study(study_name="pg", storage=open_storage(database)).get_trials()
+    trials = optuna.load_study(
+        study_name="pg", storage=open_storage(postgres_database)
+    ).get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     complete = [t for t in done if not t.user_attrs.get("rejected")]  # what --trials counts
     assert 12 <= len(complete) <= 13  # the other worker may finish the trial it is running

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -35,23 +34,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not SERVER, reason="CONVNAS_TEST_POSTGRES_URL is not set (.ci/run sets it)"),
 ]
-
-
-@pytest.fixture()
-def storage():
-    """The URL of a new, empty database on the PostgreSQL server (dropped afterwards)."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    pytest.importorskip("psycopg")
-    name = f"convnas_cluster_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield SERVER.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as c:
-            c.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture()
@@ -76,8 +58,9 @@ def _trials(storage: str) -> list:
     return study.get_trials(deepcopy=False)
 
 
-def test_a_search_survives_losing_a_ray_node(cluster, storage, tmp_path):
+def test_a_search_survives_losing_a_ray_node(cluster, postgres_database, tmp_path):
     c, second = cluster
+    storage = postgres_database
     argv = [
         sys.executable, "-m", "nas.search",
         "--backend", "ray", "--ray-address", c.address, "--workers", "2",

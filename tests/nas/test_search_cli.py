@@ -9,19 +9,7 @@ import pytest
 from nas.search import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # for experiments.surrogate
-    sys.path.insert(0, str(ROOT))
 
-SMALL = [
-    "--backbone",
-    "cifar_resnet20",
-    "--resolution",
-    "16",
-    "--dataset",
-    "synthetic",
-    "--evaluator",
-    "experiments.surrogate:evaluate",
-]
 
 BAD = [
     (["--budget", "2GB"], "unknown unit 'B'"),
@@ -43,7 +31,7 @@ BAD = [
     (["--fidelities", "1,3"], "must end at --proxy-epochs 2"),
     (["--storage", "runs/x.txt"], "is not a database URL"),
     (["--evaluator", "nope.module:fn"], "cannot import 'nope.module'"),
-    (["--evaluator", "experiments.surrogate:nothing"], "has no attribute 'nothing'"),
+    (["--evaluator", "evaluators.surrogate:nothing"], "has no attribute 'nothing'"),
     (["--evaluator", "justamodule"], "must look like package.module:function"),
     (["--evaluator-option", "novalue"], "must look like KEY=VALUE"),
     (["--dataset", "mnist"], "dataset 'mnist' is not one of"),
@@ -67,10 +55,10 @@ def _exit_code(argv):
 
 @pytest.mark.parametrize("extra, match", BAD, ids=[" ".join(b[0]) for b in BAD])
 def test_bad_values_end_with_one_line_and_exit_2_writing_nothing(
-    extra, match, tmp_path, monkeypatch, capsys
+    small_search, extra, match, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    code = _exit_code([*SMALL, *extra])  # a repeated flag: the last one counts
+    code = _exit_code([*small_search, *extra])  # a repeated flag: the last one counts
     captured = capsys.readouterr()
     assert code == 2
     assert match in captured.err
@@ -160,10 +148,10 @@ def test_help_is_instant_and_lists_every_flag(tmp_path):
 
 
 def test_a_small_search_through_main_prints_progress_summary_and_dashboard(
-    tmp_path, monkeypatch, capsys
+    small_search, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    assert main([*SMALL, "--budget", "7MFLOPs", "--trials", "4", "--sampler", "random"]) == 0
+    assert main([*small_search, "--budget", "7MFLOPs", "--trials", "4", "--sampler", "random"]) == 0
     out = capsys.readouterr().out
     assert "New study 'cifar_resnet20-16-all-synthetic-7MFLOPs-" in out
     assert "4/4 done" in out and "Pareto set:" in out
@@ -175,7 +163,7 @@ def test_a_small_search_through_main_prints_progress_summary_and_dashboard(
         + out.split("New study 'cifar_resnet20-16-all-synthetic-7MFLOPs-")[1][:6]
     )
     # The same command again resumes and says so.
-    assert main([*SMALL, "--budget", "7MFLOPs", "--trials", "5", "--sampler", "random"]) == 0
+    assert main([*small_search, "--budget", "7MFLOPs", "--trials", "5", "--sampler", "random"]) == 0
     out = capsys.readouterr().out
     assert "Resuming study" in out and "4 trials already evaluated" in out
 
@@ -188,7 +176,7 @@ def test_resnet50_budget_inside_the_range_for_all_slots_and_refused_for_spatial(
     from nas.search import SearchConfig
 
     monkeypatch.chdir(tmp_path)
-    cfg = SearchConfig(max_flops=2_000_000_000, evaluator="experiments.surrogate:evaluate")
+    cfg = SearchConfig(max_flops=2_000_000_000, evaluator="evaluators.surrogate:evaluate")
     plan = _prepare(cfg)  # the defaults: resnet50, all slots, 224
     assert plan.cost_range.min_flops < 2e9 < plan.cost_range.max_flops
     assert (
@@ -199,7 +187,7 @@ def test_resnet50_budget_inside_the_range_for_all_slots_and_refused_for_spatial(
                 "--slots",
                 "spatial",
                 "--evaluator",
-                "experiments.surrogate:evaluate",
+                "evaluators.surrogate:evaluate",
             ]
         )
         == 2
