@@ -3,11 +3,14 @@
 ``<path>/train/<class>/*`` is the train split and ``<path>/test/<class>/*`` (or ``val/``) the
 test split; a folder without ``train/`` is itself the train split and has no test split. The
 test split uses the train split's class indices. Images are transformed one at a time by a
-torchvision ``v2`` pipeline (normalised with ImageNet's statistics). :func:`check_folder`
-checks a folder before a search or a run uses it: no empty class folder, enough images per
-class, every file an image (PIL's ``verify``: the file is read, its structure and PNG
-checksums checked, its pixels not decoded, about a third of the cost of decoding); an image
-that still fails to decode later is named in the error.
+torchvision ``v2`` pipeline (normalised with ImageNet's statistics). A small split (files up
+to :data:`SMALL_FOLDER_BYTES`, e.g. CIFAR-sized) is decoded once per process and its images
+kept in memory, keyed on the folder and every file's modification time and size, so later
+epochs and trials transform the same decoded images instead of decoding PNGs again.
+:func:`check_folder` checks a folder before a search or a run uses it: no empty class folder,
+enough images per class, every file an image (PIL's ``verify``: the file is read, its
+structure and PNG checksums checked, its pixels not decoded, about a third of the cost of
+decoding); an image that still fails to decode later is named in the error.
 
 Imports :mod:`evaluators.data.base` only (torchvision when called); must not import the other
 ``evaluators.data`` modules.
@@ -27,13 +30,27 @@ from torch.utils.data import Dataset
 from evaluators.data.base import IMAGENET_MEAN, IMAGENET_STD, DatasetUnavailable
 
 __all__ = [
+    "DECODED_LIMIT_BYTES",
+    "SMALL_FOLDER_BYTES",
     "check_folder",
     "class_folders",
+    "clear_decoded",
     "folder_transform",
     "load_folder",
     "test_root",
     "train_root",
 ]
+
+#: A split whose image files total at most this many bytes is decoded once per process and
+#: kept in memory, so proxy epochs and later trials do not decode its files again
+#: (cifar10-mini's 4,660 training PNGs are 10.5 MB; CIFAR-10's 50,000 at that average would
+#: be 113 MB and are not kept).
+SMALL_FOLDER_BYTES = 64 * 2**20
+#: ... unless the decoded pixels exceed this (highly compressed JPEGs): then nothing is kept.
+DECODED_LIMIT_BYTES = 512 * 2**20
+#: split folder -> (the (path, mtime_ns, size) of every image, path -> decoded RGB image)
+_DECODED: dict[str, tuple[tuple[tuple[str, int, int], ...], dict[str, Any]]] = {}
+_DECODED_FOLDERS = 4  # kept at most (a train and a test split, of two folders)
 
 
 def train_root(root: Path) -> Path:
@@ -140,6 +157,52 @@ def _load_rgb(path: str) -> Any:
         ) from None
 
 
+def clear_decoded() -> None:
+    """Forget the decoded images of every folder (the next :func:`load_folder` decodes again)."""
+    _DECODED.clear()
+
+
+def _decoded(root: str, samples: Sequence[tuple[str, int]]) -> dict[str, Any] | None:
+    """The decoded RGB images of a small split, decoded on the first call in this process.
+
+    ``None`` for a split over :data:`SMALL_FOLDER_BYTES` (or whose pixels exceed
+    :data:`DECODED_LIMIT_BYTES`). The images are reused while every file keeps its
+    modification time and size; a changed, added or removed file means decoding again. A file
+    that fails to decode is left out: it is read from disk when fetched, and the error there
+    names it.
+    """
+    try:
+        stats = [(path, os.stat(path)) for path, _ in samples]
+    except OSError:
+        return None
+    if sum(st.st_size for _, st in stats) > SMALL_FOLDER_BYTES:
+        return None
+    signature = tuple((path, st.st_mtime_ns, st.st_size) for path, st in stats)
+    hit = _DECODED.pop(root, None)
+    if hit is None or hit[0] != signature:
+        images: dict[str, Any] = {}
+        pixels = 0
+        for path, _ in stats:
+            try:
+                im = _load_rgb(path)
+            except OSError:
+                continue
+            pixels += im.width * im.height * 3
+            if pixels > DECODED_LIMIT_BYTES:
+                return None
+            images[path] = im
+        hit = (signature, images)
+    _DECODED[root] = hit  # most recently used last
+    while len(_DECODED) > _DECODED_FOLDERS:
+        del _DECODED[next(iter(_DECODED))]
+    return hit[1]
+
+
+def _from_memory_or_disk(images: dict[str, Any], path: str) -> Any:
+    im = images.get(path)
+    return _load_rgb(path) if im is None else im.copy()  # transforms get an image of their own
+
+
 def _image_folder_class() -> Any:
     from torchvision.datasets import ImageFolder
 
@@ -226,5 +289,9 @@ def load_folder(
             f"image folder {str(split_root)!r} holds no images in its class folders; "
             f"use --dataset synthetic to run without data."
         )
+    images = _decoded(str(split_root), ds.samples)
+    if images is not None:  # a small folder: decoded once per process, not once per epoch
+        ds.loader = functools.partial(_from_memory_or_disk, images)
+    ds.decoded_in_memory = images is not None
     ds.resolution, ds.augment, ds.eval_crop = resolution, augment, eval_crop
     return ds
