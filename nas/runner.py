@@ -55,9 +55,11 @@ class InterruptedBeforeStudy(KeyboardInterrupt):
 def ctrl_c_held() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block has run, then raise ``KeyboardInterrupt``.
 
-    Used around creating the study and writing ``search_config.json``, so that an interrupt
-    leaves either nothing or a whole, resumable study. Outside the main thread, or when
-    SIGINT has a handler other than Python's own, the block runs unguarded.
+    Used around creating the study and writing ``search_config.json`` (milliseconds), so that
+    an interrupt leaves either nothing or a whole, resumable study. A second Ctrl-C while the
+    first is held interrupts at once (a storage that hangs must not trap the user). Outside
+    the main thread, or when SIGINT has a handler other than Python's own, the block runs
+    unguarded.
     """
     if (
         threading.current_thread() is not threading.main_thread()
@@ -66,7 +68,13 @@ def ctrl_c_held() -> Iterator[None]:
         yield
         return
     held: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:
+            raise KeyboardInterrupt
+        held.append(signum)
+
+    signal.signal(signal.SIGINT, hold)
     try:
         yield
     finally:
