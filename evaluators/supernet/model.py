@@ -249,6 +249,21 @@ class Supernet(nn.Module):
         """Learnable parameters of the whole supernet (every choice of every slot)."""
         return sum(p.numel() for p in self.parameters())
 
+    def unshared_parameter_count(self) -> int:
+        """What :meth:`parameter_count` would be if every choice kept its own weights."""
+        in_slots = sum(p.numel() for s in self._slots.values() for p in s.parameters(recurse=True))
+        own = sum(
+            OPS[spec.op].cost(s.slot, **spec.hparams).params
+            for s in self._slots.values()
+            for spec in s.specs.values()
+        )
+        return self.parameter_count() - in_slots + own
+
+    def memory_bytes(self) -> int:
+        """Bytes of the supernet's parameters and buffers (weights only, no optimizer state)."""
+        tensors = [*self.parameters(), *self.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
 
 def _labels(path: Architecture | Mapping[str, str]) -> dict[str, str]:
     if isinstance(path, Architecture):

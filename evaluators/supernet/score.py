@@ -186,8 +186,10 @@ class SupernetEvaluator:
 
             def train(net: Supernet, ckpt: Any) -> dict[str, Any]:
                 self._log(
-                    f"supernet: training {o.epochs} epoch(s) of {file.name} "
-                    f"({net.parameter_count():,} parameters, {o.sampling} sampling)"
+                    f"supernet: training {o.epochs} epoch(s) of {file.name}: "
+                    f"{net.parameter_count():,} parameters ({net.unshared_parameter_count():,} "
+                    f"without sharing), {net.memory_bytes() / 2**20:.1f} MiB of weights, "
+                    f"{o.sampling} sampling"
                     + (f", resuming after epoch {ckpt['record']['epochs_done']}" if ckpt else "")
                 )
                 return train_supernet(
@@ -243,6 +245,8 @@ class SupernetEvaluator:
             "file": str(file),
             "status": status,
             "parameters": net.parameter_count(),
+            "parameters_unshared": net.unshared_parameter_count(),
+            "weights_mib": round(net.memory_bytes() / 2**20, 2),
             "train_epochs": record["epochs_done"],
             "train_time_s": round(float(record["train_time_s"]), 3),
             "bn_batches": used,

@@ -127,6 +127,21 @@ def test_the_parameter_count_is_the_backbone_plus_scconv_modules_plus_linear_coe
                 r = spec.hparams["rank"]
                 expected += p * s if r is None else r * (p + s)
     assert net.parameter_count() == expected == 387_102
+    unshared = expected
+    for slot in space.slots:  # every conv/oct/linear choice would hold its own kernel
+        kernel = slot.out_channels * slot.in_channels * slot.kernel_size**2
+        unshared -= kernel  # the backbone's one, counted above
+        for label in space.choices[slot.path]:
+            spec = space.spec(label)
+            if spec.op in ("conv", "octconv"):
+                unshared += kernel
+            elif spec.op == "linearconv":  # its primary filters: P of the out_channels
+                p = split_filters(slot.out_channels, spec.hparams["alpha"])[0]
+                unshared += kernel // slot.out_channels * p
+    assert net.unshared_parameter_count() == unshared
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stats = sum(2 * bn.num_features * 4 + 8 for bn in bns)  # mean, var; a long counter
+    assert net.memory_bytes() == 4 * expected + stats
 
 
 def test_a_choice_outside_the_menu_is_refused_with_the_slot_and_its_choices():
@@ -317,3 +332,36 @@ def test_a_search_with_the_supernet_evaluator_trains_once_and_scores_every_trial
     assert new and {r.user_attrs["evaluator_extra"]["supernet"]["status"] for r in new} == {
         "loaded"
     }
+
+
+# -- CUDA -------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_with_amp_and_scoring(tmp_path):
+    from evaluators.supernet.score import SupernetEvaluator
+
+    config = EvalConfig(
+        dataset="synthetic",
+        proxy_subset=64,
+        batch_size=16,
+        device="cuda",
+        latency="off",
+        extra={
+            "synthetic_size": 100,
+            "supernet_epochs": 1,
+            "max_steps_per_epoch": 2,
+            "supernet_dir": str(tmp_path),
+        },
+    )
+    ev = SupernetEvaluator(config, log=lambda line: None)
+    space = SearchSpace("cifar_resnet20", resolution=RES)
+    arch = space.sample(random.Random(0))
+    m = ev.evaluate(arch)
+    assert m.failure is None and 0.0 <= m.accuracy <= 1.0
+    assert m.extra["supernet"]["device"] == "cuda" and m.extra["supernet"]["status"] == "trained"
+    net = ev.supernet(arch)[0]
+    assert next(net.parameters()).is_cuda
+    ref = net.extract(arch).eval()
+    x = torch.randn(2, 3, RES, RES, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), ref(x))
