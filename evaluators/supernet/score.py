@@ -45,7 +45,13 @@ from evaluators.supernet.options import SupernetOptions, parse_options
 from evaluators.supernet.train import PathSampler, load_or_train, train_supernet
 from search_spaces.space import DEFAULT_MENU_TEXT, SearchSpace
 
-__all__ = ["SupernetEvaluator", "evaluate", "get_supernet_evaluator", "recalibrate_bn"]
+__all__ = [
+    "SupernetEvaluator",
+    "evaluate",
+    "get_supernet_evaluator",
+    "recalibrate_bn",
+    "validate_top1",
+]
 
 
 def recalibrate_bn(model: nn.Module, batches: Iterable, n: int, device: torch.device) -> int:
@@ -77,9 +83,10 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, n: int, device: torch.de
     return used
 
 
-def _validate(
+def validate_top1(
     model: nn.Module, loader: Iterable, device: torch.device, max_batches: int | None
 ) -> tuple[float, float]:
+    """``(top-1, mean cross-entropy)`` of ``model`` in eval mode over ``loader``."""
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
     with torch.no_grad():
@@ -238,7 +245,7 @@ class SupernetEvaluator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)  # the same BN batches for every candidate
             used = recalibrate_bn(net, train_loader, self.options.bn_batches, self.device)
-        acc, val_loss = _validate(net, val_loader, self.device, c.extra.get("max_val_batches"))
+        acc, val_loss = validate_top1(net, val_loader, self.device, c.extra.get("max_val_batches"))
         m.accuracy, m.fidelity = acc, target
         m.train_time_s = time.perf_counter() - t1
         m.extra["supernet"] = {
