@@ -149,6 +149,18 @@ def _references(paths: list[Path]) -> tuple[dict[str, float], dict[str, float]]:
     return mean(refs), mean(proxy)
 
 
+def _proxy_seconds(paths: list[Path]) -> list[float]:
+    """Wall seconds (training + validation) of every s2000-e2-r32 proxy run recorded."""
+    out = []
+    for path in paths:
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                r = json.loads(line) if line.strip() else {}
+                if r.get("kind") == "proxy" and r.get("variant") == PROXY:
+                    out.append(r["train_time_s"] + r.get("val_time_s", 0.0))
+    return out
+
+
 def analyse(work: Path, references: list[Path]) -> str:
     from experiments.proxy_fidelity_analysis import bootstrap_ci, kendall_tau
 
@@ -202,12 +214,39 @@ def analyse(work: Path, references: list[Path]) -> str:
         px = f"{proxy[r['arch_id']]:.3f}" if r["arch_id"] in proxy else "-"
         lines.append(f"| {r['name']} | {ref} | {px} | {r['acc_bn']:.3f} | {r['acc_no_bn']:.3f} |")
     score_s = [r["score_s"] for r in last["rows"]]
+    med = statistics.median(score_s)
     lines += [
         "",
         f"Scoring one candidate (recalibration on {last['bn_batches']} batches of 64 + 1,165 "
-        f"validation images, one thread): median {statistics.median(score_s):.1f} s, range "
+        f"validation images, one thread): median {med:.1f} s, range "
         f"{min(score_s):.1f}-{max(score_s):.1f} s.",
     ]
+    px = _proxy_seconds(references)
+    if px:
+        train_s = float(last["record"]["train_time_s"])
+        p_med = statistics.median(px)
+        lines += [
+            "",
+            f"Cost of N candidates, from these measured unit costs (supernet training "
+            f"{train_s:.0f} s for {last['stage']} epochs, {med:.1f} s per score; proxy "
+            f"s2000-e2-r32 {p_med:.1f} s per candidate, median of {len(px)} runs, range "
+            f"{min(px):.1f}-{max(px):.1f} s, recorded by proxy_fidelity.py on a less loaded "
+            "machine): N x score + training, against N x proxy; wall seconds, one thread.",
+            "",
+            "| N | supernet | proxy | ratio |",
+            "|---|---|---|---|",
+        ]
+        out["cost"] = []
+        for n in (50, 500, 1000, 5000):
+            sn, pr = train_s + n * med, n * p_med
+            lines.append(f"| {n:,} | {sn:,.0f} s | {pr:,.0f} s | {pr / sn:.1f}x |")
+            out["cost"].append({"n": n, "supernet_s": sn, "proxy_s": pr})
+        lines += [
+            "",
+            f"Target of the issue, 1,000 candidates for less than 20 proxy trainings "
+            f"({20 * p_med:,.0f} s): {'met' if train_s + 1000 * med < 20 * p_med else 'not met'} "
+            f"({train_s + 1000 * med:,.0f} s).",
+        ]
     results = HERE / "results"
     (results / "supernet_fidelity.json").write_text(json.dumps(out, indent=1, sort_keys=True))
     text = "\n".join(lines) + "\n"
