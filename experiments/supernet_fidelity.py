@@ -177,8 +177,12 @@ def analyse(work: Path, references: list[Path]) -> str:
         f"References: {len(refs)} cifar_resnet20 architectures with a 30-epoch stand-alone "
         "training (test top-1 on the cifar10-mini test split, mean over seeds), from "
         + ", ".join(str(p) for p in references)
-        + ". Proxy: s2000-e2-r32 (2 epochs on 2,000 images), mean of 2 seeds, on the same "
-        "architectures.",
+        + ". Proxy: s2000-e2-r32 (2 epochs on 2,000 images, accuracy on the same 1,165 images), "
+        "its accuracy averaged over its 2 seeds before ranking, on the same architectures. "
+        "Supernet: cifar_resnet20, default menu, uniform single-path sampling, SGD lr 0.05 "
+        "cosine over the last stage's epochs, batch 64, scored after each stage with "
+        "BatchNorm recalibrated on 8 training batches (and, for comparison, with the running "
+        "statistics training left).",
         "",
         "| supernet epochs | CPU s (training, total) | tau, BN recalibrated [95 % CI] | "
         "tau, no recalibration | proxy tau (same archs) | n |",
@@ -230,8 +234,10 @@ def analyse(work: Path, references: list[Path]) -> str:
             f"Cost of N candidates, from these measured unit costs (supernet training "
             f"{train_s:.0f} s for {last['stage']} epochs, {med:.1f} s per score; proxy "
             f"s2000-e2-r32 {p_med:.1f} s per candidate, median of {len(px)} runs, range "
-            f"{min(px):.1f}-{max(px):.1f} s, recorded by proxy_fidelity.py on a less loaded "
-            "machine): N x score + training, against N x proxy; wall seconds, one thread.",
+            f"{min(px):.1f}-{max(px):.1f} s, recorded by proxy_fidelity.py on the same VM at "
+            "other hours, under other loads): N x score + training, against N x proxy; wall "
+            "seconds, one thread each. The score's time is mostly its 1,165 validation images; "
+            "a search can cap them with max_val_batches.",
             "",
             "| N | supernet | proxy | ratio |",
             "|---|---|---|---|",
