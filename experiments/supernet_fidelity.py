@@ -184,7 +184,7 @@ def analyse(work: Path, references: list[Path]) -> str:
         "BatchNorm recalibrated on 8 training batches (and, for comparison, with the running "
         "statistics training left).",
         "",
-        "| supernet epochs | CPU s (training, total) | tau, BN recalibrated [95 % CI] | "
+        "| supernet epochs | training s (wall, cumulative) | tau, BN recalibrated [95 % CI] | "
         "tau, no recalibration | proxy tau (same archs) | n |",
         "|---|---|---|---|---|---|",
     ]
