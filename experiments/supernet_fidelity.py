@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import sys
 import time
@@ -171,12 +172,14 @@ def analyse(work: Path, references: list[Path]) -> str:
         "",
         f"Machine: {stages[-1]['machine']}  ",
         "Command: `python experiments/supernet_fidelity.py --work runs/supernet_fidelity "
-        "--stages ...` then `--analyse`  ",
+        f"--stages {','.join(str(st['stage']) for st in stages)}`, then `--analyse` (the "
+        "scores are in `experiments/results/supernet_fidelity_raw/`: `--work` that folder to "
+        "redo the analysis)  ",
         f"Date: {stages[-1]['finished']}",
         "",
         f"References: {len(refs)} cifar_resnet20 architectures with a 30-epoch stand-alone "
         "training (test top-1 on the cifar10-mini test split, mean over seeds), from "
-        + ", ".join(str(p) for p in references)
+        + ", ".join(os.path.relpath(p, HERE.parent) for p in references)
         + ". Proxy: s2000-e2-r32 (2 epochs on 2,000 images, accuracy on the same 1,165 images), "
         "its accuracy averaged over its 2 seeds before ranking, on the same architectures. "
         "Supernet: cifar_resnet20, default menu, uniform single-path sampling, SGD lr 0.05 "
@@ -185,8 +188,8 @@ def analyse(work: Path, references: list[Path]) -> str:
         "statistics training left).",
         "",
         "| supernet epochs | training s (wall, cumulative) | tau, BN recalibrated [95 % CI] | "
-        "tau, no recalibration | proxy tau (same archs) | n |",
-        "|---|---|---|---|---|---|",
+        "tau, no recalibration | proxy tau (same archs) | n | tau vs the proxy (all archs) |",
+        "|---|---|---|---|---|---|---|",
     ]
     out: dict[str, Any] = {"references": refs, "proxy": proxy, "stages": []}
     for st in stages:
@@ -200,13 +203,16 @@ def analyse(work: Path, references: list[Path]) -> str:
         ci = bootstrap_ci(bn, y, kendall_tau) if len(rows) >= 4 else (float("nan"),) * 2
         tau_proxy = kendall_tau([proxy[i] for i in both], [refs[i] for i in both])
         cpu = st["record"].get("train_time_s", float("nan"))
+        vs = [r for r in st["rows"] if r["arch_id"] in proxy]
+        tau_vs = kendall_tau([r["acc_bn"] for r in vs], [proxy[r["arch_id"]] for r in vs])
         lines.append(
             f"| {st['stage']} | {cpu:.0f} | {tau_bn:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] | "
-            f"{tau_plain:+.2f} | {tau_proxy:+.2f} | {len(rows)} |"
+            f"{tau_plain:+.2f} | {tau_proxy:+.2f} | {len(rows)} | {tau_vs:+.2f} ({len(vs)}) |"
         )
         out["stages"].append(
             {"epochs": st["stage"], "tau_bn": tau_bn, "tau_bn_ci": list(ci),
              "tau_no_bn": tau_plain, "tau_proxy": tau_proxy, "n": len(rows),
+             "tau_vs_proxy": tau_vs, "n_vs_proxy": len(vs),
              "train_time_s": cpu, "rows": st["rows"]}
         )  # fmt: skip
     last = stages[-1]
