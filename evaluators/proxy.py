@@ -84,6 +84,7 @@ __all__ = [
     "describe_failure",
     "lr_factor",
     "release_cuda_memory",
+    "reseed_loader",
     "resolve_amp_dtype",
     "resolve_device",
     "train_proxy",
@@ -124,6 +125,11 @@ def _reseed_loader(loader: Iterable, seed: int) -> None:
         # from ``seed`` on the next batch when cleared (the same reset its view() performs).
         ds.seed = seed
         ds._gen, ds._gen_owner = None, None
+
+
+def reseed_loader(loader: Iterable, seed: int) -> None:
+    """Public name of the per-epoch reseeding (the supernet's trainer reuses it)."""
+    _reseed_loader(loader, seed)
 
 
 def _release_memory(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:

@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 DEFAULT_EVALUATOR = "evaluators.objectives:evaluate"
+SUPERNET_EVALUATOR = "evaluators.supernet:evaluate"
+#: Built-in evaluators by short name: ``--evaluator supernet``.
+BUILTIN_EVALUATORS = {"supernet": SUPERNET_EVALUATOR}
 OBJECTIVE_NAMES = ("accuracy", "flops", "params", "latency")
 SAMPLER_NAMES = ("tpe", "nsga2", "random")
 SLOT_POLICY_NAMES = ("all", "spatial")

@@ -24,7 +24,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nas.config import DEFAULT_EVALUATOR, SearchConfig, check_config
+from nas.config import (
+    BUILTIN_EVALUATORS,
+    DEFAULT_EVALUATOR,
+    SUPERNET_EVALUATOR,
+    SearchConfig,
+    check_config,
+)
 from nas.naming import default_study_name, defining_settings, study_folder
 from nas.paths import check_writable_file, check_writable_folder
 from nas.storage import storage_file
@@ -116,16 +122,28 @@ def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
     """
     c = config
     objectives, rungs = check_config(c)  # before torch is imported: quick errors stay quick
-    evaluator_spec = c.evaluator or DEFAULT_EVALUATOR
-    if evaluator_spec == DEFAULT_EVALUATOR:
+    evaluator_spec = BUILTIN_EVALUATORS.get(c.evaluator or "", c.evaluator) or DEFAULT_EVALUATOR
+    builtin = evaluator_spec in (DEFAULT_EVALUATOR, SUPERNET_EVALUATOR)
+    supernet = evaluator_spec == SUPERNET_EVALUATOR
+    if builtin:
         from evaluators.config import EXTRA_KEYS  # no torch
 
-        unknown = sorted(set(c.evaluator_options) - set(EXTRA_KEYS))
+        keys = set(EXTRA_KEYS)
+        if supernet:
+            from evaluators.supernet.options import OPTION_KEYS, parse_options  # no torch
+
+            keys |= set(OPTION_KEYS) - {"supernet_menu"}  # the menu is --ops
+        unknown = sorted(set(c.evaluator_options) - keys)
         if unknown:
+            which = "supernet" if supernet else "built-in"
             raise ValueError(
-                f"evaluator option {unknown[0]!r} is not read by the built-in evaluator; its "
-                f"options are {', '.join(sorted(EXTRA_KEYS))} (a custom --evaluator gets any)"
+                f"evaluator option {unknown[0]!r} is not read by the {which} evaluator; its "
+                f"options are {', '.join(sorted(keys))} (a custom --evaluator gets any)"
             )
+        if supernet:
+            parse_options(c.evaluator_options)
+            # One score per candidate: a supernet has no epochs to stop early at.
+            rungs = (c.proxy_epochs,)
     from evaluators.objectives import EvalConfig
     from nas.backends.optuna_storage import study_settings
 
@@ -169,7 +187,7 @@ def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
         )
 
     offline = None
-    if sample_fallback and c.evaluator is None and c.download and spec.kind == "cifar10":
+    if sample_fallback and builtin and c.download and spec.kind == "cifar10":
         offline = offline_dataset(c.data_dir)
         if offline is not None:
             c = replace(c, dataset=OFFLINE_SAMPLE)
@@ -218,10 +236,15 @@ def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
         fidelities=rungs,
         extra=dict(c.evaluator_options),
     )
+    if supernet:  # where its file lives, and which menu it holds
+        extra = dict(c.evaluator_options)
+        extra.setdefault("supernet_dir", os.path.abspath(out_dir / "supernet"))
+        extra["supernet_menu"] = c.ops
+        eval_config = replace(eval_config, extra=extra)
     from evaluators.objectives import validate_config
 
     validate_config(eval_config)
-    if c.evaluator is None:
+    if builtin:
         check_dataset(eval_config)
     return Plan(
         config=replace(c, objectives=objectives),

@@ -348,9 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--evaluator",
         default=None,
-        metavar="PKG.MODULE:FUNCTION",
-        help="custom evaluator called as f(arch, eval_config, fidelity=epochs) "
-        "-> Metrics (default: proxy training)",
+        metavar="supernet|PKG.MODULE:FUNCTION",
+        help="'supernet' (one weight-sharing network trained once, every candidate scored on "
+        "it) or a custom evaluator called as f(arch, eval_config, fidelity=epochs) "
+        "-> Metrics (default: proxy training of each candidate)",
     )
     g.add_argument(
         "--evaluator-option",
