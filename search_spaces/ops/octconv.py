@@ -74,8 +74,42 @@ def merge_octaves(high: Tensor, low: Tensor) -> Tensor:
         low:  Tensor[N, C_low, ceil(H / 2), ceil(W / 2)]
         out:  Tensor[N, C_high + C_low, H, W]
     """
-    size = (high.shape[-2], high.shape[-1])
-    return torch.cat([high, F.interpolate(low, size=size, mode="nearest")], dim=1)
+    n, c_high, h, w = high.shape
+    if _inference_fast_path(high, low):
+        c_low, h_low, w_low = low.shape[1:]
+        out = high.new_empty(n, c_high + c_low, h, w)
+        out[:, :c_high] = high
+        out[:, c_high:].view(n, c_low, h_low, 2, w_low, 2).copy_(low[:, :, :, None, :, None])
+        return out
+    return torch.cat([high, F.interpolate(low, size=(h, w), mode="nearest")], dim=1)
+
+
+def _add_upsampled(high: Tensor, low: Tensor) -> Tensor:
+    """``high + nearest_upsample(low)`` to ``high``'s size (in place on the fast path)."""
+    if _inference_fast_path(high, low) and high.is_contiguous():
+        n, c, h_low, w_low = low.shape
+        high.view(n, c, h_low, 2, w_low, 2).add_(low[:, :, :, None, :, None])
+        return high
+    return high + F.interpolate(low, size=(high.shape[-2], high.shape[-1]), mode="nearest")
+
+
+def _inference_fast_path(high: Tensor, low: Tensor) -> bool:
+    """Whether nearest up-sampling may be a broadcast copy instead of ``F.interpolate``.
+
+    ``F.interpolate`` on CPU converts an NCHW map to channels-last and back (three copies);
+    a broadcast over a ``[..., h, 2, w, 2]`` view writes the output once and is exactly the
+    same numbers. Only without autograd (its backward, a reduction over the broadcast, is
+    slower than ``F.interpolate``'s), for even sizes (no crop), and not while tracing, so
+    fvcore and the ONNX exporter see the one ``upsample_nearest2d`` they count and export.
+    """
+    return (
+        not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and high.shape[-2] % 2 == 0
+        and high.shape[-1] % 2 == 0
+        and low.shape[-2] * 2 == high.shape[-2]
+        and low.shape[-1] * 2 == high.shape[-1]
+    )
 
 
 def _split_problem(in_channels: int, out_channels: int, groups: int, alpha: float) -> str | None:
@@ -298,15 +332,12 @@ class OctConv2d(nn.Module):
         b_high = b_low = None
         if self.bias is not None:
             b_high, b_low = self.bias[: self.out_high], self.bias[self.out_high :]
-        size = (x_high.shape[-2], x_high.shape[-1])
         y_high = F.conv2d(x_high, self.weight_hh, b_high, 1, p, 1, g)
-        y_low = F.conv2d(x_low, w_ll, b_low, 1, p, 1, g) + F.conv2d(
-            pooled_high, w_hl, None, 1, p, 1, g
-        )
+        y_low = F.conv2d(x_low, w_ll, b_low, 1, p, 1, g)
+        y_low += F.conv2d(pooled_high, w_hl, None, 1, p, 1, g)
         low_to_high = F.conv2d(x_low, w_lh, None, 1, p, 1, g)
         # Nearest up-sampling straight to the high size = x2 then crop an odd size's extra row.
-        y_high = y_high + F.interpolate(low_to_high, size=size, mode="nearest")
-        return y_high, y_low
+        return _add_upsampled(y_high, low_to_high), y_low
 
     def extra_repr(self) -> str:
         s = (

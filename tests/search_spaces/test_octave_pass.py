@@ -253,3 +253,25 @@ def test_resnet50_at_224_uniform_octconv_cost_equals_fvcore_and_drops(alpha):
     kept = fvcore_flops(build_model(arch), 224)
     per_slot = fvcore_flops(build_model(arch, keep_octaves=False), 224)
     assert cm.cost(arch).flops == kept < per_slot
+
+
+# --- the inference fast path of nearest up-sampling ----------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 7), (8, 6)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_no_grad_upsampling_gives_the_same_numbers_as_interpolate(size, channels_last):
+    torch.manual_seed(3)
+    op = OctConv2d(16, 16, 3, alpha=0.5).eval()
+    x = torch.randn(2, 16, *size)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    pair = _pair(2, 8, 8, *size, dtype=torch.float32)
+    with torch.enable_grad():
+        expected, expected_merge = op(x), merge_octaves(*pair)
+    with torch.no_grad():
+        got, got_merge = op(x), merge_octaves(*pair)
+        kept_high, _ = op.octaves(x, keep=True)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(got_merge, expected_merge, rtol=0, atol=0)
+    torch.testing.assert_close(kept_high, expected[:, :8], rtol=0, atol=0)
