@@ -335,10 +335,11 @@ def octave_batch_norm(bn: nn.BatchNorm2d, x: Octaves) -> Octaves:
     n, (h, w) = high.shape[0], high.shape[-2:]
     count = n * h * w  # elements per channel of the merged map
     if h % 2 == 0 and w % 2 == 0:  # every low pixel stands for 4 high ones
-        out_low = F.batch_norm(low, None, None, w_low, b_low, True, 0.0, bn.eps)
-        if update:
-            with torch.no_grad():
-                var, mean = torch.var_mean(low, dim=(0, 2, 3), correction=0)
+        # native_batch_norm also returns the batch mean and 1 / sqrt(var + eps) it used
+        out_low, mean, invstd = torch.native_batch_norm(
+            low, w_low, b_low, None, None, True, 0.0, bn.eps
+        )
+        var = invstd.detach().pow(-2) - bn.eps
     else:  # weighted statistics: an odd side's last row/column of low pixels covers fewer
         weights = _low_weights(high, low)
         mean = (low * weights).sum(dim=(0, 2, 3)) / count
