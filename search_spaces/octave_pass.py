@@ -392,9 +392,11 @@ def _conv(conv: nn.Module, x: Tensor | Octaves, keep: bool) -> Tensor | Octaves:
 
 
 def _norm(bn: nn.Module, x: Tensor | Octaves) -> Tensor | Octaves:
-    if isinstance(x, tuple):
-        return octave_batch_norm(bn, x)  # type: ignore[arg-type]  # checked by _spec
-    return bn(x)
+    if not isinstance(x, tuple):
+        return bn(x)
+    if type(bn) is not nn.BatchNorm2d:  # replaced after the pass, e.g. by SyncBatchNorm
+        return bn(merge_octaves(*x))
+    return octave_batch_norm(bn, x)
 
 
 def _relu(relu: nn.Module, x: Tensor | Octaves) -> Tensor | Octaves:

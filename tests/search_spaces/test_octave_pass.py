@@ -207,6 +207,33 @@ def test_models_without_octconv_or_of_other_types_are_left_alone():
     assert octave_blocks(other) == ()
 
 
+def test_norms_replaced_after_the_pass_get_the_merged_tensor():
+    # e.g. nn.SyncBatchNorm.convert_sync_batchnorm after build_model: every BN module must
+    # then see the full tensor, as its own forward (cross-process statistics) expects
+    class CountingBN(nn.BatchNorm2d):
+        calls = 0
+
+        def forward(self, x):
+            CountingBN.calls += 1
+            assert isinstance(x, torch.Tensor)
+            return super().forward(x)
+
+    arch = _arch("cifar_resnet20", "oct(a=0.5)", 32)
+    torch.manual_seed(0)
+    per_slot = build_model(arch, keep_octaves=False)
+    kept = keep_octaves(copy.deepcopy(per_slot))
+    norms = [n for n, m in kept.named_modules() if type(m) is nn.BatchNorm2d]
+    for name in norms:
+        old = kept.get_submodule(name)
+        new = CountingBN(old.num_features)
+        new.load_state_dict(old.state_dict())
+        parent, _, attr = name.rpartition(".")
+        setattr(kept.get_submodule(parent) if parent else kept, attr, new)
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(kept.train()(x), per_slot.train()(x), rtol=1e-4, atol=1e-4)
+    assert CountingBN.calls == len(norms)
+
+
 def test_checkpoints_load_either_way():
     arch = _arch("cifar_resnet20", "oct(a=0.25)", 32)
     torch.manual_seed(0)
@@ -246,6 +273,7 @@ def test_cost_model_equals_fvcore_after_the_pass_on_random_octave_architectures(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.25, 0.5, 0.75])
 def test_resnet50_at_224_uniform_octconv_cost_equals_fvcore_and_drops(alpha):
     arch = _arch("resnet50", f"oct(a={alpha})", 224, classes=1000)
