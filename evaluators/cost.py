@@ -121,9 +121,12 @@ class CostModel:
             if c is None:
                 c = tables[i][label] = self.slot_cost(self.slots[i], spec)
             flops, params, inf = flops + c.flops, params + c.params, inf + c.inference_params
+        return OpCost(flops + self.octave_flops(arch), params, inf)
+
+    def octave_flops(self, arch: Architecture) -> int:
+        """FLOPs change of the octave pass in ``build_model(arch)`` (0 without OctConv pairs)."""
         octs = ((p, spec.hparams["alpha"]) for p, spec in arch.ops.items() if spec.op == "octconv")
-        alphas = {p: a for p, a in octs if a > 0}
-        return OpCost(flops + self._octave_delta(alphas), params, inf)
+        return self._octave_delta({p: a for p, a in octs if a > 0})
 
     def _octave_delta(self, alphas: Mapping[str, float]) -> int:
         if not alphas or not self.octave_blocks:
