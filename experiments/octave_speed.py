@@ -85,15 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def _interpolate_only():
-    """Turn the inference fast path of ``octconv`` off (measurement only)."""
-    from search_spaces.ops import octconv
+    """``F.avg_pool2d`` / ``F.interpolate`` for OctConv's resampling (measurement only)."""
+    from search_spaces.ops import _resample
 
-    saved = octconv._inference_fast_path
-    octconv._inference_fast_path = lambda high, low: False
+    saved = _resample.use_fast
+    _resample.use_fast = lambda x: False
     try:
         yield
     finally:
-        octconv._inference_fast_path = saved
+        _resample.use_fast = saved
 
 
 def _wrapped(fn, form: str):
@@ -151,9 +151,7 @@ def measure(args) -> list[dict]:
     trained = {n: m for n, m in models.items() if not n.endswith("kept, interpolate")}
     saved = {n: memory_profile(m, xb)["saved"] for n, m in trained.items()}
     ev = _ratios(
-        interleaved(
-            {n: _wrapped(_eval_fn(m, x1), form(n)) for n, m in models.items()}, rounds, 2
-        ),
+        interleaved({n: _wrapped(_eval_fn(m, x1), form(n)) for n, m in models.items()}, rounds, 2),
         "resnet50",
     )
     print("eval done", flush=True)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from search_spaces.ops import _resample
 from search_spaces.ops._base import OpCost, OpInfo
 from search_spaces.slots import Slot
 
@@ -74,42 +75,7 @@ def merge_octaves(high: Tensor, low: Tensor) -> Tensor:
         low:  Tensor[N, C_low, ceil(H / 2), ceil(W / 2)]
         out:  Tensor[N, C_high + C_low, H, W]
     """
-    n, c_high, h, w = high.shape
-    if _inference_fast_path(high, low):
-        c_low, h_low, w_low = low.shape[1:]
-        out = high.new_empty(n, c_high + c_low, h, w)
-        out[:, :c_high] = high
-        out[:, c_high:].view(n, c_low, h_low, 2, w_low, 2).copy_(low[:, :, :, None, :, None])
-        return out
-    return torch.cat([high, F.interpolate(low, size=(h, w), mode="nearest")], dim=1)
-
-
-def _add_upsampled(high: Tensor, low: Tensor) -> Tensor:
-    """``high + nearest_upsample(low)`` to ``high``'s size (in place on the fast path)."""
-    if _inference_fast_path(high, low) and high.is_contiguous():
-        n, c, h_low, w_low = low.shape
-        high.view(n, c, h_low, 2, w_low, 2).add_(low[:, :, :, None, :, None])
-        return high
-    return high + F.interpolate(low, size=(high.shape[-2], high.shape[-1]), mode="nearest")
-
-
-def _inference_fast_path(high: Tensor, low: Tensor) -> bool:
-    """Whether nearest up-sampling may be a broadcast copy instead of ``F.interpolate``.
-
-    ``F.interpolate`` on CPU converts an NCHW map to channels-last and back (three copies);
-    a broadcast over a ``[..., h, 2, w, 2]`` view writes the output once and is exactly the
-    same numbers. Only without autograd (its backward, a reduction over the broadcast, is
-    slower than ``F.interpolate``'s), for even sizes (no crop), and not while tracing, so
-    fvcore and the ONNX exporter see the one ``upsample_nearest2d`` they count and export.
-    """
-    return (
-        not torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
-        and high.shape[-2] % 2 == 0
-        and high.shape[-1] % 2 == 0
-        and low.shape[-2] * 2 == high.shape[-2]
-        and low.shape[-1] * 2 == high.shape[-1]
-    )
+    return _resample.merge(high, low)
 
 
 def _split_problem(in_channels: int, out_channels: int, groups: int, alpha: float) -> str | None:
@@ -310,17 +276,18 @@ class OctConv2d(nn.Module):
                 f"OctConv2d's input split {self.in_high}+{self.in_low}"
             )
         if self.stride == 2:
-            high = F.avg_pool2d(high, 2, 2, ceil_mode=True)
-            low = F.avg_pool2d(low, 2, 2, ceil_mode=True)
-        y_high, y_low = self._paths(high, F.avg_pool2d(high, 2, 2, ceil_mode=True), low)
+            high, low = _resample.avg_pool2(high), _resample.avg_pool2(low)
+        y_high, y_low = self._paths(high, _resample.avg_pool2(high), low)
         return (y_high, y_low) if keep else merge_octaves(y_high, y_low)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``X^H``, ``pool(X^H)`` and ``X^L`` of a normal input (after the stride's pooling)."""
-        if self.stride > 1:
+        if self.stride == 2:
+            x = _resample.avg_pool2(x)
+        elif self.stride > 2:
             x = F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
         # One pooling of the whole input gives both the low part X^L and pool(X^H) for H->L.
-        pooled = F.avg_pool2d(x, 2, 2, ceil_mode=True)
+        pooled = _resample.avg_pool2(x)
         return x[:, : self.in_high], pooled[:, : self.in_high], pooled[:, self.in_high :]
 
     def _paths(self, x_high: Tensor, pooled_high: Tensor, x_low: Tensor) -> Octaves:
@@ -337,7 +304,7 @@ class OctConv2d(nn.Module):
         y_low += F.conv2d(pooled_high, w_hl, None, 1, p, 1, g)
         low_to_high = F.conv2d(x_low, w_lh, None, 1, p, 1, g)
         # Nearest up-sampling straight to the high size = x2 then crop an odd size's extra row.
-        return _add_upsampled(y_high, low_to_high), y_low
+        return _resample.add_upsampled(y_high, low_to_high), y_low
 
     def extra_repr(self) -> str:
         s = (

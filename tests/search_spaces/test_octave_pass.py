@@ -1,10 +1,12 @@
 """The octave pass: same model as the per-slot form, fewer conversions, cost model still exact."""
 
+import contextlib
 import copy
 import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from evaluators.cost import fvcore_flops, get_cost_model
@@ -16,6 +18,7 @@ from search_spaces.octave_pass import (
     octave_blocks,
     plan_blocks,
 )
+from search_spaces.ops import _resample
 from search_spaces.ops.octconv import OctConv2d, merge_octaves
 from search_spaces.space import SearchSpace
 
@@ -283,23 +286,53 @@ def test_resnet50_at_224_uniform_octconv_cost_equals_fvcore_and_drops(alpha):
     assert cm.cost(arch).flops == kept < per_slot
 
 
-# --- the inference fast path of nearest up-sampling ----------------------------------------------
+# --- fast resampling ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("size", [(8, 8), (7, 7), (8, 6)])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_no_grad_upsampling_gives_the_same_numbers_as_interpolate(size, channels_last):
+@pytest.mark.parametrize("grad", [False, True])
+def test_fast_resampling_gives_the_numbers_of_f_interpolate_and_avg_pool(size, channels_last, grad):
     torch.manual_seed(3)
     op = OctConv2d(16, 16, 3, alpha=0.5).eval()
     x = torch.randn(2, 16, *size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     pair = _pair(2, 8, 8, *size, dtype=torch.float32)
-    with torch.enable_grad():
+    with _resample_off():
         expected, expected_merge = op(x), merge_octaves(*pair)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         got, got_merge = op(x), merge_octaves(*pair)
         kept_high, _ = op.octaves(x, keep=True)
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    torch.testing.assert_close(got_merge, expected_merge, rtol=0, atol=0)
-    torch.testing.assert_close(kept_high, expected[:, :8], rtol=0, atol=0)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_merge, expected_merge, rtol=0, atol=0)  # copies only
+    torch.testing.assert_close(kept_high, expected[:, :8], rtol=1e-5, atol=1e-6)
+
+
+def test_fast_resampling_gradients():
+    x = torch.randn(2, 3, 6, 4, dtype=torch.float64, requires_grad=True)
+    low = torch.randn(2, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_resample.avg_pool2, (x,))
+    assert torch.autograd.gradcheck(lambda h, lo: merge_octaves(h, lo), (x, low))
+    assert torch.autograd.gradcheck(lambda h, lo: _resample.add_upsampled(h * 1, lo), (x, low))
+    with _resample_off():
+        ref = torch.autograd.grad(F.avg_pool2d(x, 2, 2, ceil_mode=True).square().sum(), x)[0]
+    torch.testing.assert_close(
+        torch.autograd.grad(_resample.avg_pool2(x).square().sum(), x)[0], ref
+    )
+
+
+def test_traced_models_keep_the_upsampling_fvcore_counts():
+    op = OctConv2d(8, 8, 3, alpha=0.5).eval()
+    graph = str(torch.jit.trace(op, torch.randn(1, 8, 8, 8)).inlined_graph)
+    assert "aten::upsample_nearest2d" in graph and "aten::avg_pool2d" in graph
+
+
+@contextlib.contextmanager
+def _resample_off():
+    saved = _resample.use_fast
+    _resample.use_fast = lambda x: False
+    try:
+        yield
+    finally:
+        _resample.use_fast = saved
