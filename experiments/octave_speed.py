@@ -3,18 +3,17 @@
 For every alpha, one run measures, interleaved with torchvision ResNet-50 (the ratio base):
 
 * ``per-slot``: ``build_model(arch, keep_octaves=False)``, every OctConv slot merging and
-  splitting its octaves, with ``F.interpolate`` for every nearest up-sampling - the code
-  before ``search_spaces/octave_pass.py``;
-* ``kept, interpolate``: ``build_model(arch)`` (the octave pass) but still ``F.interpolate``;
-* ``kept``: ``build_model(arch)`` as shipped: the pass, and in inference the up-sampling as
-  one broadcast write (``octconv._inference_fast_path``).
+  splitting its octaves, with ``F.avg_pool2d`` / ``F.interpolate`` for the resampling - the
+  code before ``search_spaces/octave_pass.py`` and ``search_spaces/ops/_resample.py``;
+* ``kept, F.*``: ``build_model(arch)`` (the octave pass), still with ``F.*`` resampling;
+* ``kept``: ``build_model(arch)`` as shipped: the pass and the resampling of ``_resample``.
 
 Eval forward at batch 1 (``torch.inference_mode``) and a train step (forward, cross-entropy,
-backward) at ``--train-batch`` and ``--train-resolution``; in training the fast path is off, so
-``kept, interpolate`` is not timed there. Latency is ``time.thread_time`` with one torch thread,
-all variants interleaved in each round (order rotated), ratios to ResNet-50 taken within the
-round: medians and min-max over rounds. *saved*: bytes kept for backward (see op_speed.py).
-FLOPs: the analytic cost model (= fvcore, eval) of the kept form, fvcore for the per-slot one.
+backward) at ``--train-batch`` and ``--train-resolution``. Latency is ``time.thread_time``
+with one torch thread, all variants interleaved in each round (order rotated), ratios to
+ResNet-50 taken within the round: medians and min-max over rounds. *saved*: bytes kept for
+backward (see op_speed.py). FLOPs: the analytic cost model (= fvcore, eval) of the kept
+form, fvcore for the per-slot one.
 
     python experiments/octave_speed.py            # 224, train batch 8 @224, 5 rounds
     python experiments/octave_speed.py --quick    # train @112, 3 rounds
@@ -47,7 +46,7 @@ from experiments.op_speed import (  # noqa: E402
 )
 
 RESULTS = Path(__file__).parent / "results"
-FORMS = ("per-slot", "kept, interpolate", "kept")
+FORMS = ("per-slot", "kept, F.*", "kept")
 
 
 def _alphas(text: str) -> tuple[float, ...]:
@@ -148,15 +147,19 @@ def measure(args) -> list[dict]:
     def form(name: str) -> str:
         return next((f for f in FORMS[::-1] if name.endswith(f)), "kept")
 
-    trained = {n: m for n, m in models.items() if not n.endswith("kept, interpolate")}
-    saved = {n: memory_profile(m, xb)["saved"] for n, m in trained.items()}
+    saved = {}
+    for n, m in models.items():
+        with contextlib.nullcontext() if form(n) == "kept" else _interpolate_only():
+            saved[n] = memory_profile(m, xb)["saved"]
     ev = _ratios(
         interleaved({n: _wrapped(_eval_fn(m, x1), form(n)) for n, m in models.items()}, rounds, 2),
         "resnet50",
     )
     print("eval done", flush=True)
     tr = _ratios(
-        interleaved({n: _train_fn(m, xb, loss) for n, m in trained.items()}, rounds, 1),
+        interleaved(
+            {n: _wrapped(_train_fn(m, xb, loss), form(n)) for n, m in models.items()}, rounds, 1
+        ),
         "resnet50",
     )
     rows = []
@@ -166,14 +169,13 @@ def measure(args) -> list[dict]:
                 "network": n,
                 "flops_ratio": flops[n],
                 "eval_b1": ev[n],
-                "train": tr.get(n),
-                "saved_ratio": saved[n] / saved["resnet50"] if n in saved else None,
+                "train": tr[n],
+                "saved_ratio": saved[n] / saved["resnet50"],
             }
         )
-        t = tr.get(n)
         print(
-            f"{n:<32} flops {flops[n]:.3f} eval {ev[n]['ratio']:.2f} "
-            f"train {'-' if t is None else format(t['ratio'], '.2f')}",
+            f"{n:<26} flops {flops[n]:.3f} eval {ev[n]['ratio']:.2f} "
+            f"train {tr[n]['ratio']:.2f} saved {rows[-1]['saved_ratio']:.2f}",
             flush=True,
         )
     return rows
@@ -188,12 +190,12 @@ def render(result: dict) -> str:
         "(`time.thread_time`, one torch thread), every variant interleaved in each round "
         "(order rotated), ratio taken within a round: median (min-max over rounds). *per-slot*: "
         "every OctConv slot merges and splits its octaves (`build_model(arch, "
-        "keep_octaves=False)`, `F.interpolate` up-sampling: the code before the octave pass). "
-        "*kept, interpolate*: the octave pass, `F.interpolate` up-sampling. *kept*: as shipped "
-        "(the pass, and without autograd the up-sampling as one broadcast write; training always "
-        "uses `F.interpolate`, so that variant is not trained). *saved*: bytes kept for "
-        "backward in the train step. FLOPs: fvcore (eval, one image) - the pass drops the "
-        "up-sampling and BatchNorm work on up-sampled low maps. Two background experiment "
+        "keep_octaves=False)`) and resamples with `F.avg_pool2d` / `F.interpolate`: the code "
+        "before the octave pass. *kept, F.\\**: the octave pass, `F.*` resampling. *kept*: as "
+        "shipped (the pass, and `search_spaces/ops/_resample.py` on even sizes). *saved*: "
+        "bytes kept for backward in the train step. FLOPs: fvcore (eval, one image) - the pass "
+        "drops the up-sampling and BatchNorm work on up-sampled low maps. Two background "
+        "experiment "
         "workers kept both cores busy, so absolute times are noisy; the within-round ratios are "
         "what compares. No GPU on this machine.",
         "",
@@ -208,11 +210,9 @@ def render(result: dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for r in r0["rows"]:
-        train = "-" if r["train"] is None else _rng(r["train"])
-        saved = "-" if r["saved_ratio"] is None else f"{r['saved_ratio']:.2f}"
         lines.append(
-            f"| {r['network']} | {r['flops_ratio']:.3f} | {_rng(r['eval_b1'])} | {train} "
-            f"| {saved} |"
+            f"| {r['network']} | {r['flops_ratio']:.3f} | {_rng(r['eval_b1'])} "
+            f"| {_rng(r['train'])} | {r['saved_ratio']:.2f} |"
         )
     lines += [
         "",
