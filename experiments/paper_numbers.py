@@ -172,7 +172,7 @@ def main() -> int:
         "only that every convolution but the stem is replaced, "
         "with alpha_in = 0 at the network's first OctConv and alpha_out = 0 at its last. "
         "Keeping the last stage (`layer4`, 7x7 maps) a plain convolution reproduces the "
-        "published FLOPs to within 1.7 % for every alpha (third column), which suggests the "
+        "published FLOPs to within 2.2 % for every alpha (third column), which suggests the "
         "published networks run their last stage at full resolution; the paper does not say "
         "so, and ConvNAS leaves the choice to the search (`layer4.*` slots can pick `conv`). "
         "Params do not change with alpha (25.56 M): OctConv re-partitions the same weights.",
