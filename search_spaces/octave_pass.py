@@ -37,7 +37,12 @@ Not covered (left in the per-slot form): models other than torchvision's ResNet 
 the CIFAR ResNets, blocks of other types, and BatchNorm layers that are not exactly
 ``nn.BatchNorm2d`` (``SyncBatchNorm`` after ``convert_sync_batchnorm`` merges the pair first,
 which is correct but gives back the saving). Forward hooks on a ReLU module see the two
-octaves as two calls, the low one at half resolution.
+octaves as two calls, the low one at half resolution (so the NASWOT zero-cost score counts a
+low-frequency unit once, not as its four up-sampled copies).
+
+Because the outputs are identical and the model is faster (``experiments/octave_speed.py``),
+``build_model`` applies the pass by default (``keep_octaves=False`` gives the per-slot form),
+so training, proxy evaluation, latency measurement and ONNX export all run the kept form.
 
 FLOPs (fvcore, eval) go down by what is no longer done: the up-sampling of every kept low
 output (``C_low * H * W``) and BatchNorm on its up-sampled copy (``2 * C_low * (H*W - Hl*Wl)``);
