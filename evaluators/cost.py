@@ -8,6 +8,12 @@ minus the closed-form cost of its slot convolutions, computed once per (backbone
 resolution, slot policy); each slot's cost comes from its operator's closed form
 (``search_spaces.ops.<op>.cost``), memoised per slot shape and choice.
 
+One exception to "a slot's cost depends only on its own choice": ``build_model`` keeps
+OctConv pairs between consecutive OctConv slots (:mod:`search_spaces.octave_pass`), which
+drops up-samplings and BatchNorm work that fvcore counts; that change depends on neighbouring
+choices and is added by :func:`~search_spaces.octave_pass.octave_flops_delta` (zero for an
+architecture without OctConv). Parameters are unaffected.
+
 Imports torch, fvcore and ``search_spaces``; must not import other ``evaluators`` modules
 or ``nas``.
 """
@@ -25,6 +31,7 @@ from torch import nn
 
 from search_spaces.arch import Architecture, OpSpec
 from search_spaces.backbones import get_backbone
+from search_spaces.octave_pass import kept_saving, octave_blocks, octave_flops_delta
 from search_spaces.ops import OPS, OpCost
 from search_spaces.slots import Slot, slots_for
 
@@ -84,6 +91,15 @@ class CostModel:
             total.inference_params - conv_part.inference_params,
         )
         self._index = {s.path: i for i, s in enumerate(self.slots)}
+        self._by_path = {s.path: s for s in self.slots}
+        self.octave_blocks = octave_blocks(model)
+        # the BN after each conv of a block the octave pass understands: affine or not
+        self._bn_affine: dict[str, bool] = {}
+        for b in self.octave_blocks:
+            for conv, affine in zip((*b.convs, b.shortcut), b.affine):
+                if conv is not None:
+                    self._bn_affine[conv] = affine
+        self._alpha_of_label: dict[str, float] = {}
         # per slot: choice label -> cost, filled on first use
         self._label_tables: list[dict[str, OpCost]] = [{} for _ in self.slots]
 
@@ -105,7 +121,25 @@ class CostModel:
             if c is None:
                 c = tables[i][label] = self.slot_cost(self.slots[i], spec)
             flops, params, inf = flops + c.flops, params + c.params, inf + c.inference_params
-        return OpCost(flops, params, inf)
+        return OpCost(flops + self.octave_flops(arch), params, inf)
+
+    def octave_flops(self, arch: Architecture) -> int:
+        """FLOPs change of the octave pass in ``build_model(arch)`` (0 without OctConv pairs)."""
+        octs = ((p, spec.hparams["alpha"]) for p, spec in arch.ops.items() if spec.op == "octconv")
+        return self._octave_delta({p: a for p, a in octs if a > 0})
+
+    def _octave_delta(self, alphas: Mapping[str, float]) -> int:
+        if not alphas or not self.octave_blocks:
+            return 0
+        return octave_flops_delta(self.octave_blocks, self._by_path, alphas)
+
+    def _label_alpha(self, label: str) -> float:
+        """OctConv's alpha for an ``oct(...)`` choice label, else 0."""
+        a = self._alpha_of_label.get(label)
+        if a is None:
+            spec = OpSpec.parse_label(label)
+            a = self._alpha_of_label[label] = spec.hparams["alpha"] if spec.op == "octconv" else 0.0
+        return a
 
     def _label_cost(self, i: int, label: str) -> OpCost:
         table = self._label_tables[i]
@@ -117,10 +151,15 @@ class CostModel:
     def cost_of_labels(self, labels: Mapping[str, str]) -> OpCost:
         """Fast path for a search: total cost from one choice label per slot path."""
         flops, params, inf = self.fixed.flops, self.fixed.params, self.fixed.inference_params
+        alphas = {}
         for path, label in labels.items():
             c = self._label_cost(self._index[path], label)
             flops, params, inf = flops + c.flops, params + c.params, inf + c.inference_params
-        return OpCost(flops, params, inf)
+            if label.startswith("oct("):
+                a = self._label_alpha(label)
+                if a > 0:
+                    alphas[path] = a
+        return OpCost(flops + self._octave_delta(alphas), params, inf)
 
     def per_slot(self, arch: Architecture) -> list[tuple[Slot, OpSpec, OpCost]]:
         return [
@@ -128,11 +167,21 @@ class CostModel:
         ]
 
     def range(self, choices: Mapping[str, tuple[str, ...]]) -> CostRange:
-        """Achievable FLOPs/params range given each slot's allowed choice labels."""
+        """Achievable FLOPs/params range given each slot's allowed choice labels.
+
+        ``min_flops`` is a lower bound when OctConv is on the menu of slots in ResNet blocks:
+        it also takes off every saving of kept octave pairs (:func:`kept_saving`) that a
+        choice could make, without the merges some combinations add back.
+        """
         lo_f = hi_f = self.fixed.flops
         lo_p = hi_p = self.fixed.params
         for path, labels in choices.items():
             costs = [self._label_cost(self._index[path], lbl) for lbl in labels]
+            if path in self._bn_affine:
+                alphas = [a for a in map(self._label_alpha, labels) if a > 0]
+                affine, slot = self._bn_affine[path], self._by_path[path]
+                if alphas and slot.stride in (1, 2):
+                    lo_f -= max(kept_saving(slot, a, affine) for a in alphas)
             lo_f += min(c.flops for c in costs)
             hi_f += max(c.flops for c in costs)
             lo_p += min(c.params for c in costs)

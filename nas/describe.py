@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inference_params": total.inference_params,
         "fixed_flops": model_cost.fixed.flops,
         "fixed_params": model_cost.fixed.params,
+        "octave_pass_flops": model_cost.octave_flops(arch),
         "slots": rows,
     }
     mismatch = False
@@ -107,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'fixed (stem, norms, head)':<{w + ws + wo + 4}}  "
             f"{_si(model_cost.fixed.flops):>10}  {_si(model_cost.fixed.params):>10}"
         )
+        if out["octave_pass_flops"]:
+            print(
+                f"{'octave pairs kept between OctConvs':<{w + ws + wo + 4}}  "
+                f"{_si(out['octave_pass_flops']):>10}  {_si(0):>10}"
+            )
         print(f"{'total':<{w + ws + wo + 4}}  {_si(total.flops):>10}  {_si(total.params):>10}")
         print(
             f"FLOPs {total.flops:,} (multiply-accumulates)  params {total.params:,}  "

@@ -16,9 +16,10 @@ Loading expands a file to the canonical form, which lists every slot; the id is 
 canonical JSON (sorted keys, canonical number types), so equal architectures have equal ids
 however they were written.
 
-Imports :mod:`search_spaces.ops`, :mod:`search_spaces.slots` (the backbones when building)
-and :mod:`search_spaces.syntax` (the file read without torch: format, JSON, top level);
-must not import :mod:`search_spaces.space` (which builds on it), ``evaluators`` or ``nas``.
+Imports :mod:`search_spaces.ops`, :mod:`search_spaces.slots` (the backbones and
+:mod:`search_spaces.octave_pass` when building) and :mod:`search_spaces.syntax` (the file
+read without torch: format, JSON, top level); must not import :mod:`search_spaces.space`
+(which builds on it), ``evaluators`` or ``nas``.
 """
 
 from __future__ import annotations
@@ -345,8 +346,14 @@ def load_architecture(path: str | os.PathLike) -> Architecture:
         raise ArchitectureError(f"{path}: {e}") from None
 
 
-def build_model(arch: Architecture) -> nn.Module:
-    """The backbone with every non-``conv`` slot replaced by its operator (random init)."""
+def build_model(arch: Architecture, *, keep_octaves: bool = True) -> nn.Module:
+    """The backbone with every non-``conv`` slot replaced by its operator (random init).
+
+    ``keep_octaves`` (default) runs :func:`search_spaces.octave_pass.keep_octaves`, so that
+    consecutive OctConv slots pass their (high, low) pair instead of merging and splitting it:
+    the same model (outputs, gradients and BatchNorm statistics equal up to float rounding,
+    same ``state_dict`` keys) with fewer operations. ``False`` gives the per-slot form.
+    """
     from search_spaces.backbones import get_backbone
 
     model = get_backbone(arch.backbone, arch.num_classes)
@@ -354,4 +361,8 @@ def build_model(arch: Architecture) -> nn.Module:
         spec = arch.ops[slot.path]
         if spec.op != "conv":  # keep the backbone's own module (and its init) for plain convs
             set_module(model, slot.path, OPS[spec.op].build(slot, **spec.hparams))
+    if keep_octaves:
+        from search_spaces.octave_pass import keep_octaves as keep_octaves_pass
+
+        keep_octaves_pass(model)
     return model

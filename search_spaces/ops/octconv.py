@@ -11,7 +11,8 @@ with 2x2 average pooling and nearest up-sampling. In a network of OctConvs the t
 separate from layer to layer; here every slot takes and returns a normal tensor, so one
 :class:`OctConv2d` splits its input's channels, pools the low part, runs the four paths, and
 up-samples the low output back before concatenating it after the high output. This is what
-lets OctConv be chosen per slot alongside the other operators.
+lets OctConv be chosen per slot alongside the other operators; ``build_model`` then removes
+the conversions between neighbouring OctConvs again (:mod:`search_spaces.octave_pass`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from search_spaces.ops import _resample
 from search_spaces.ops._base import OpCost, OpInfo
 from search_spaces.slots import Slot
 
-__all__ = ["INFO", "OctConv2d", "build", "check_slot", "cost", "split_channels", "validate"]
+__all__ = [
+    "INFO",
+    "OctConv2d",
+    "Octaves",
+    "build",
+    "check_slot",
+    "cost",
+    "merge_octaves",
+    "split_channels",
+    "validate",
+]
+
+#: A feature map kept as its two octaves: ``(Tensor[N, C_high, H, W],
+#: Tensor[N, C_low, ceil(H / 2), ceil(W / 2)])``.
+Octaves = tuple[Tensor, Tensor]
 
 # Ties round up, but a decimal alpha is stored in binary slightly off its value: 0.29 * 50
 # evaluates to 14.499999999999998, which without this slack would round down to 14, not 15.
@@ -49,6 +65,17 @@ def split_channels(channels: int, alpha: float) -> tuple[int, int]:
     """
     low = math.floor(alpha * channels + 0.5 + _ROUNDING_SLACK)
     return channels - low, low
+
+
+def merge_octaves(high: Tensor, low: Tensor) -> Tensor:
+    """The normal tensor a pair stands for: ``low`` nearest-up-sampled to ``high``'s size, after it.
+
+    Shapes:
+        high: Tensor[N, C_high, H, W]
+        low:  Tensor[N, C_low, ceil(H / 2), ceil(W / 2)]
+        out:  Tensor[N, C_high + C_low, H, W]
+    """
+    return _resample.merge(high, low)
 
 
 def _split_problem(in_channels: int, out_channels: int, groups: int, alpha: float) -> str | None:
@@ -97,7 +124,9 @@ class OctConv2d(nn.Module):
       0 channels on either side for ``alpha > 0`` is refused rather than silently degraded.
     * Normal tensors in and out: the input's low channels are average-pooled (2x2, stride 2)
       on entry and the low output is nearest-up-sampled and concatenated after the high
-      output on exit, so every slot stands alone.
+      output on exit, so every slot stands alone. :meth:`OctConv2d.octaves` also takes and
+      gives the ``(high, low)`` pair itself; :mod:`search_spaces.octave_pass` uses it to keep
+      the pair between consecutive OctConv slots of a ResNet block, as the paper does.
     * Stride s > 1 (``alpha > 0``): like the paper's down-sampling OctConv, the input is first
       average-pooled with an s x s window and stride s (both parts, since pooling acts per
       channel), then all four paths run at stride 1; a strided H->H convolution would shift
@@ -208,23 +237,74 @@ class OctConv2d(nn.Module):
         w_hl, w_lh, w_ll = self.weight_hl, self.weight_lh, self.weight_ll
         if w_hl is None or w_lh is None or w_ll is None:  # alpha = 0: the slot's convolution
             return F.conv2d(x, self.weight_hh, self.bias, self.stride, p, 1, g)
+        return merge_octaves(*self._paths(*self._split(x)))
+
+    @property
+    def accepts_octaves(self) -> bool:
+        """Whether :meth:`octaves` takes an ``(high, low)`` pair: ``alpha > 0``, stride 1 or 2."""
+        return self.in_low > 0 and self.stride in (1, 2)
+
+    def octaves(self, x: Tensor | tuple[Tensor, Tensor], *, keep: bool) -> Tensor | Octaves:
+        """The same operator on a normal tensor or on an ``(X^H, X^L)`` pair, as the paper runs it.
+
+        A pair stands for the normal tensor ``merge_octaves(X^H, X^L)`` (``X^L`` nearest-up-sampled
+        after ``X^H``); since 2x2 average pooling of a nearest-up-sampled map gives the map back,
+        the input split of :meth:`forward` is then ``X^H`` and ``X^L`` themselves, and at stride 2
+        ``pool(X^H)`` and ``pool(X^L)`` (:meth:`forward` pools the up-sampled low part twice).
+        ``keep=True`` returns the output pair ``(Y^H, Y^L)`` instead of merging it, so that
+        ``merge_octaves(*op.octaves(x, keep=True)) == op(merge_octaves(*x))`` up to rounding.
+        Needs :attr:`accepts_octaves` for a pair input and ``alpha > 0`` for ``keep``.
+
+        Shapes (``Hs = ceil(H / stride)``):
+            x:   Tensor[N, in_channels, H, W] or
+                 (Tensor[N, in_high, H, W], Tensor[N, in_low, ceil(H / 2), ceil(W / 2)])
+            out: Tensor[N, out_channels, Hs, Ws] or
+                 (Tensor[N, out_high, Hs, Ws], Tensor[N, out_low, ceil(Hs / 2), ceil(Ws / 2)])
+        """
+        if not isinstance(x, tuple):
+            if not keep:
+                return self(x)
+            if self.in_low == 0:
+                raise ValueError("an OctConv2d with alpha=0 has no low-frequency output to keep")
+            return self._paths(*self._split(x))
+        high, low = x
+        if not self.accepts_octaves:
+            raise ValueError(f"this OctConv2d ({self.extra_repr()}) takes no octave pair")
+        if high.shape[1] != self.in_high or low.shape[1] != self.in_low:
+            raise ValueError(
+                f"octave pair of {high.shape[1]}+{low.shape[1]} channels does not match this "
+                f"OctConv2d's input split {self.in_high}+{self.in_low}"
+            )
+        if self.stride == 2:
+            high, low = _resample.avg_pool2(high), _resample.avg_pool2(low)
+        y_high, y_low = self._paths(high, _resample.avg_pool2(high), low)
+        return (y_high, y_low) if keep else merge_octaves(y_high, y_low)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``X^H``, ``pool(X^H)`` and ``X^L`` of a normal input (after the stride's pooling)."""
+        if self.stride == 2:
+            x = _resample.avg_pool2(x)
+        elif self.stride > 2:
+            x = F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
+        # One pooling of the whole input gives both the low part X^L and pool(X^H) for H->L.
+        pooled = _resample.avg_pool2(x)
+        return x[:, : self.in_high], pooled[:, : self.in_high], pooled[:, self.in_high :]
+
+    def _paths(self, x_high: Tensor, pooled_high: Tensor, x_low: Tensor) -> Octaves:
+        """The paper's Eq. 4 at stride 1: ``(Y^H, Y^L)`` from ``X^H``, ``pool(X^H)`` and ``X^L``."""
+        p, g = self.padding, self.groups
+        w_hl, w_lh, w_ll = self.weight_hl, self.weight_lh, self.weight_ll
+        if w_hl is None or w_lh is None or w_ll is None:
+            raise ValueError("an OctConv2d with alpha=0 has only the H->H path")
         b_high = b_low = None
         if self.bias is not None:
             b_high, b_low = self.bias[: self.out_high], self.bias[self.out_high :]
-        if self.stride > 1:
-            x = F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
-        size = (x.shape[-2], x.shape[-1])
-        # One pooling of the whole input gives both the low part X^L and pool(X^H) for H->L.
-        pooled = F.avg_pool2d(x, 2, 2, ceil_mode=True)
-        x_high, x_low = x[:, : self.in_high], pooled[:, self.in_high :]
         y_high = F.conv2d(x_high, self.weight_hh, b_high, 1, p, 1, g)
-        y_low = F.conv2d(x_low, w_ll, b_low, 1, p, 1, g) + F.conv2d(
-            pooled[:, : self.in_high], w_hl, None, 1, p, 1, g
-        )
+        y_low = F.conv2d(x_low, w_ll, b_low, 1, p, 1, g)
+        y_low += F.conv2d(pooled_high, w_hl, None, 1, p, 1, g)
         low_to_high = F.conv2d(x_low, w_lh, None, 1, p, 1, g)
         # Nearest up-sampling straight to the high size = x2 then crop an odd size's extra row.
-        y_high = y_high + F.interpolate(low_to_high, size=size, mode="nearest")
-        return torch.cat([y_high, F.interpolate(y_low, size=size, mode="nearest")], dim=1)
+        return _resample.add_upsampled(y_high, low_to_high), y_low
 
     def extra_repr(self) -> str:
         s = (

@@ -155,6 +155,17 @@ def test_each_operator_exports_and_matches_onnxruntime(tmp_path, choice):
     assert max_output_diff(model, fused, resolution=16) < 1e-5
 
 
+def test_octconv_pairs_across_blocks_export_and_match_onnxruntime(tmp_path):
+    # every slot OctConv: build_model keeps octave pairs from block to block
+    arch = Architecture.uniform(
+        "cifar_resnet20", OpSpec.parse_label("oct(a=0.5)"), num_classes=10, resolution=16
+    )
+    model = _trained_like(arch)
+    assert type(model.layer3[1]).__name__ == "OctaveBlock" and model.layer3[1].plan.in_pair
+    path = export_onnx(model, tmp_path / "m.onnx", resolution=16)
+    assert verify_onnx(path, model, resolution=16, batch_sizes=(1, 4)) < 1e-4
+
+
 def test_export_without_onnx_writes_only_the_state_dict(tmp_path, mixed):
     arch, model = mixed
     report = export_model(model, arch, tmp_path, onnx=False)
