@@ -151,7 +151,12 @@ def worker(work: Path, results: Path, backbones: list[str]) -> None:
                 t0 = time.time()
                 print(f"{dt.datetime.now():%H:%M:%S} start {key} ({item['arch']['name']})",
                       flush=True)
-                rec = run_reference(item, work)
+                try:
+                    rec = run_reference(item, work)
+                except RuntimeError as e:  # recorded in the log; the item stays in the queue
+                    print(f"  failed: {e}", flush=True)
+                    time.sleep(5)
+                    continue
                 rec.update(key=key, kind="reference", arch_id=item["arch"]["arch"].arch_id,
                            name=item["arch"]["name"], group=item["arch"]["group"],
                            seed=item["seed"], variant=None, wall_s=time.time() - t0,
