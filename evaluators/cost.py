@@ -169,23 +169,33 @@ class CostModel:
     def range(self, choices: Mapping[str, tuple[str, ...]]) -> CostRange:
         """Achievable FLOPs/params range given each slot's allowed choice labels.
 
-        ``min_flops`` is a lower bound when OctConv is on the menu of slots in ResNet blocks:
-        it also takes off every saving of kept octave pairs (:func:`kept_saving`) that a
-        choice could make, without the merges some combinations add back.
+        ``min_flops`` is the FLOPs of a real architecture of the space, the cheaper of two: the
+        cheapest choice in every slot, and the cheapest choice counting the largest saving
+        kept octave pairs can make (:func:`kept_saving`). Without OctConv on the menu it is
+        the exact minimum; with it, a cheaper mix of OctConv pairs is possible in principle
+        (the savings depend on the neighbours' choices).
         """
         lo_f = hi_f = self.fixed.flops
         lo_p = hi_p = self.fixed.params
+        plain: dict[str, str] = {}
+        paired: dict[str, str] = {}
         for path, labels in choices.items():
             costs = [self._label_cost(self._index[path], lbl) for lbl in labels]
+            lowest = [c.flops for c in costs]
             if path in self._bn_affine:
-                alphas = [a for a in map(self._label_alpha, labels) if a > 0]
                 affine, slot = self._bn_affine[path], self._by_path[path]
-                if alphas and slot.stride in (1, 2):
-                    lo_f -= max(kept_saving(slot, a, affine) for a in alphas)
-            lo_f += min(c.flops for c in costs)
+                if slot.stride in (1, 2):
+                    for i, lbl in enumerate(labels):  # a saving only where OctConv is chosen
+                        alpha = self._label_alpha(lbl)
+                        if alpha > 0:
+                            lowest[i] -= kept_saving(slot, alpha, affine)
+            plain[path] = labels[min(range(len(labels)), key=lambda i: costs[i].flops)]
+            paired[path] = labels[min(range(len(labels)), key=lambda i: lowest[i])]
             hi_f += max(c.flops for c in costs)
             lo_p += min(c.params for c in costs)
             hi_p += max(c.params for c in costs)
+        if plain:
+            lo_f = min(self.cost_of_labels(plain).flops, self.cost_of_labels(paired).flops)
         return CostRange(lo_f, hi_f, lo_p, hi_p)
 
 

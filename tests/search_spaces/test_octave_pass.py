@@ -336,3 +336,24 @@ def _resample_off():
         yield
     finally:
         _resample.use_fast = saved
+
+
+def test_the_lowest_flops_of_a_range_belong_to_a_real_architecture():
+    # "achievable FLOPs are X to Y" (the budget check) must name a FLOPs count some
+    # architecture has: with OctConv pairs the cheapest is all oct(a=0.75); with the default
+    # menu the per-slot cheapest choices (no OctConv pair saves more than SCConv costs less).
+    cm = get_cost_model("cifar_resnet20", 10, 16, "all")
+    oct_space = SearchSpace("cifar_resnet20", num_classes=10, resolution=16, menu=OCT_MENU)
+    assert (
+        cm.range(oct_space.choices).min_flops
+        == cm.cost(_arch("cifar_resnet20", "oct(a=0.75)", 16)).flops
+    )
+    space = SearchSpace("cifar_resnet20", num_classes=10, resolution=16)
+    cheapest = {
+        p: min(labels, key=lambda lbl, p=p: cm.cost_of_labels({p: lbl}).flops)
+        for p, labels in space.choices.items()
+    }
+    r = cm.range(space.choices)
+    assert r.min_flops == cm.cost_of_labels(cheapest).flops
+    rng = random.Random(3)
+    assert all(r.min_flops <= cm.cost(space.sample(rng)).flops for _ in range(200))
