@@ -38,6 +38,7 @@ from experiments._machine import command_line, machine_description  # noqa: E402
 from experiments.op_speed import (  # noqa: E402
     _eval_fn,
     _git,
+    _positive,
     _ratios,
     _rng,
     _train_fn,
@@ -62,12 +63,6 @@ def _alphas(text: str) -> tuple[float, ...]:
     if not out:
         raise argparse.ArgumentTypeError("at least one alpha is needed, e.g. 0.25,0.5,0.75")
     return tuple(out)
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_spaces.ops import _resample
 from search_spaces.ops._base import OpCost, OpInfo
+from search_spaces.ops._resample import add_upsampled, avg_pool2, merge
 from search_spaces.slots import Slot
 
 __all__ = [
@@ -75,7 +75,7 @@ def merge_octaves(high: Tensor, low: Tensor) -> Tensor:
         low:  Tensor[N, C_low, ceil(H / 2), ceil(W / 2)]
         out:  Tensor[N, C_high + C_low, H, W]
     """
-    return _resample.merge(high, low)
+    return merge(high, low)
 
 
 def _split_problem(in_channels: int, out_channels: int, groups: int, alpha: float) -> str | None:
@@ -276,18 +276,18 @@ class OctConv2d(nn.Module):
                 f"OctConv2d's input split {self.in_high}+{self.in_low}"
             )
         if self.stride == 2:
-            high, low = _resample.avg_pool2(high), _resample.avg_pool2(low)
-        y_high, y_low = self._paths(high, _resample.avg_pool2(high), low)
+            high, low = avg_pool2(high), avg_pool2(low)
+        y_high, y_low = self._paths(high, avg_pool2(high), low)
         return (y_high, y_low) if keep else merge_octaves(y_high, y_low)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``X^H``, ``pool(X^H)`` and ``X^L`` of a normal input (after the stride's pooling)."""
         if self.stride == 2:
-            x = _resample.avg_pool2(x)
+            x = avg_pool2(x)
         elif self.stride > 2:
             x = F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
         # One pooling of the whole input gives both the low part X^L and pool(X^H) for H->L.
-        pooled = _resample.avg_pool2(x)
+        pooled = avg_pool2(x)
         return x[:, : self.in_high], pooled[:, : self.in_high], pooled[:, self.in_high :]
 
     def _paths(self, x_high: Tensor, pooled_high: Tensor, x_low: Tensor) -> Octaves:
@@ -304,7 +304,7 @@ class OctConv2d(nn.Module):
         y_low += F.conv2d(pooled_high, w_hl, None, 1, p, 1, g)
         low_to_high = F.conv2d(x_low, w_lh, None, 1, p, 1, g)
         # Nearest up-sampling straight to the high size = x2 then crop an odd size's extra row.
-        return _resample.add_upsampled(y_high, low_to_high), y_low
+        return add_upsampled(y_high, low_to_high), y_low
 
     def extra_repr(self) -> str:
         s = (
