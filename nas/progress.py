@@ -128,7 +128,8 @@ def print_start(p: Progress, plan: Any, info: Any) -> None:
         f"Objectives: {', '.join(c.objectives)}; budgets: "
         f"{', '.join(b for b in budgets if b) or 'none'}; sampler {c.sampler} (seed {c.seed}); "
         f"proxy {c.dataset}, {'/'.join(map(str, plan.rungs))} "
-        f"epoch{'' if plan.rungs == (1,) else 's'}, device {plan.device}"
+        f"epoch{'' if plan.rungs == (1,) else 's'}"
+        f"{f' at {c.proxy_resolution} px' if c.proxy_resolution else ''}, device {plan.device}"
     )
     if info.resumed:
         extra = (
@@ -144,6 +145,20 @@ def print_start(p: Progress, plan: Any, info: Any) -> None:
         )
     else:
         p.line(f"New study '{plan.study}' in {plan.storage}; running {c.trials} evaluated trials.")
+        if info.warm_uniform or info.warm_random:
+            uniform = (
+                f"the uniform network{'s' if len(info.warm_uniform) > 1 else ''} "
+                f"{', '.join(info.warm_uniform)} (one operator in every slot, the papers' recipe)"
+                if info.warm_uniform
+                else "no uniform network (none fits the budget)"
+            )
+            rand = (
+                f" and {info.warm_random} random architecture"
+                f"{'' if info.warm_random == 1 else 's'} fitted to the budget"
+                if info.warm_random
+                else ""
+            )
+            p.line(f"Warm start: {uniform}{rand}, then the {c.sampler} sampler proposes.")
 
 
 def print_end(

@@ -41,6 +41,9 @@ class StudyInfo:
     n_failed: int
     n_interrupted_now: int
     n_rejected: int = 0  # COMPLETE trials rejected on price (over a FLOPs/params budget)
+    #: a new study's enqueued warm start: the uniform networks' labels, and how many random
+    warm_uniform: tuple[str, ...] = ()
+    warm_random: int = 0
 
 
 @dataclass

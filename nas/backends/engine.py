@@ -94,8 +94,9 @@ class OptunaSearch:
         study_name: the study to create or resume.
         settings: JSON-able dict recorded as the study's ``convnas`` user attribute.
         proxy: JSON-able proxy settings recorded on every trial.
-        warm_start: how many budget-fitting random architectures to enqueue when a new study
-            has a FLOPs or params budget (see :meth:`feasible_random`).
+        warm_start: how many budget-fitting architectures to enqueue when a new study has a
+            FLOPs or params budget: the uniform networks that fit first, then random ones
+            (see :func:`~nas.backends.warm_start.enqueue_warm_start`).
         heartbeat_s, stale_after_s: see :mod:`nas.backends.heartbeat`.
         max_rejections: rejected proposals (over a FLOPs/params budget) in a row after which
             :meth:`run` stops.
@@ -173,6 +174,8 @@ class OptunaSearch:
         # Creating is atomic in the storage: of several workers started at once, exactly one
         # creates the study (and sets it up); the others get DuplicatedStudyError and join.
         existed = False
+        warm_uniform: list[str] = []
+        warm_random = 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
@@ -200,7 +203,7 @@ class OptunaSearch:
             study.set_user_attr("objectives", list(self.objectives))
             study.set_user_attr("constraint_names", list(self.budgets.names))
             study.set_user_attr("budgets", {n: self.budgets.limit(n) for n in self.budgets.names})
-            enqueue_warm_start(
+            warm_uniform, warm_random = enqueue_warm_start(
                 study,
                 self.warm_start,
                 seed=self.seed,
@@ -235,6 +238,8 @@ class OptunaSearch:
             n_failed=sum(t.state == TrialState.FAIL for t in trials),
             n_interrupted_now=n_interrupted,
             n_rejected=len(complete) - len(evaluated),
+            warm_uniform=tuple(warm_uniform),
+            warm_random=warm_random,
         )
 
     def feasible_random(self, rng: random.Random) -> dict[str, str]:
