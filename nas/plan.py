@@ -163,6 +163,11 @@ def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
 
         get_backbone(c.backbone, 10)  # raises the ValueError listing valid names
     resolution = c.resolution or default_resolution(c.backbone)
+    if c.proxy_resolution is None and evaluator_spec == DEFAULT_EVALUATOR:
+        from evaluators.config import default_proxy_resolution
+
+        # Resolved here, so the study's settings (and its default name) say which was used.
+        c = replace(c, proxy_resolution=default_proxy_resolution(c.backbone, resolution))
 
     from evaluators.cost import get_cost_model
     from search_spaces.space import SearchSpace
