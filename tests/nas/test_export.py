@@ -3,18 +3,12 @@
 import csv
 import io
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from nas.export import export_study
 from nas.export import main as export_main
 from nas.search import run_search
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # for experiments.surrogate
-    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +19,7 @@ def searched(tmp_path_factory):
         resolution=16,
         dataset="synthetic",
         budget="7MFLOPs",
-        evaluator="experiments.surrogate:evaluate",
+        evaluator="evaluators.surrogate:evaluate",
         sampler="random",
         trials=14,
         storage=str(tmp / "s.db"),

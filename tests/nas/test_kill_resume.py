@@ -42,7 +42,7 @@ def test_sigkill_loses_no_completed_trial_and_the_rerun_finishes_the_count(tmp_p
         "--dataset",
         "synthetic",
         "--evaluator",
-        "experiments.surrogate:evaluate",
+        "evaluators.surrogate:evaluate",
         "--evaluator-option",
         "seconds_per_epoch=0.4",
         "--objectives",

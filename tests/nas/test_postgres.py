@@ -66,7 +66,7 @@ def test_two_search_workers_share_one_study_on_postgresql(postgres_database, tmp
         "--backbone", "cifar_resnet20",
         "--resolution", "16",
         "--dataset", "synthetic",
-        "--evaluator", "experiments.surrogate:evaluate",
+        "--evaluator", "evaluators.surrogate:evaluate",
         "--evaluator-option", "seconds_per_epoch=0.3",
         "--budget", "7MFLOPs",
         "--trials", "12",

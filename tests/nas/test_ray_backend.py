@@ -20,7 +20,7 @@ BASE = [
     "--backbone", "cifar_resnet20",
     "--resolution", "16",
     "--dataset", "synthetic",
-    "--evaluator", "experiments.surrogate:evaluate",
+    "--evaluator", "evaluators.surrogate:evaluate",
     "--evaluator-option", "seconds_per_epoch=0.2",
     "--budget", "7MFLOPs",
     "--study", "ray",

@@ -4,8 +4,6 @@ study as infeasible but not counted, and too many in a row stop the search."""
 import io
 import json
 import re
-import sys
-from pathlib import Path
 
 import optuna
 import pytest
@@ -15,11 +13,7 @@ from optuna.trial import TrialState
 from nas.backends.optuna_backend import Budgets, FidelityLadder, OptunaSearch
 from nas.search import main, run_search
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # for experiments.surrogate
-    sys.path.insert(0, str(ROOT))
-
-SURROGATE = "experiments.surrogate:evaluate"
+SURROGATE = "evaluators.surrogate:evaluate"
 SMALL = {"backbone": "cifar_resnet20", "resolution": 16, "dataset": "synthetic"}
 CLI = ["--backbone", "cifar_resnet20", "--resolution", "16", "--dataset", "synthetic"]
 
@@ -33,8 +27,8 @@ def _space():
 
 
 def _engine(tmp_path, space, cm, *, budget, seed, **kw):
+    from evaluators import surrogate
     from evaluators.objectives import EvalConfig
-    from experiments import surrogate
 
     cfg = EvalConfig(dataset="synthetic", proxy_epochs=1, latency="off")
     return OptunaSearch(
@@ -55,7 +49,7 @@ def _engine(tmp_path, space, cm, *, budget, seed, **kw):
 
 
 def test_rejected_count_matches_a_replay_of_the_random_sampler(tmp_path):
-    from experiments import surrogate
+    from evaluators import surrogate
 
     space, cm = _space()
     budget, seed, n = 6_500_000, 4, 8

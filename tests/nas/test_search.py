@@ -3,8 +3,6 @@
 import io
 import json
 import math
-import sys
-from pathlib import Path
 
 import optuna
 import pytest
@@ -21,11 +19,7 @@ from nas.halving import parse_fidelities as _parse_fidelities
 from nas.naming import default_study_name as _default_study_name
 from nas.search import run_search
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # for experiments.surrogate
-    sys.path.insert(0, str(ROOT))
-
-SURROGATE = "experiments.surrogate:evaluate"
+SURROGATE = "evaluators.surrogate:evaluate"
 SMALL = {"backbone": "cifar_resnet20", "resolution": 16, "dataset": "synthetic"}
 
 
@@ -76,7 +70,7 @@ def test_pareto_members_are_under_budget_and_not_dominated_by_any_feasible_trial
 
 
 def test_over_budget_candidates_are_recorded_infeasible_and_never_evaluated(tmp_path):
-    from experiments import surrogate
+    from evaluators import surrogate
 
     surrogate.CALLS.clear()
     res = _search(tmp_path, budget="5MFLOPs", trials=15)
@@ -150,8 +144,8 @@ def test_failed_evaluations_are_fail_with_their_reason_and_the_search_goes_on(tm
 
 
 def test_the_same_architecture_is_evaluated_once_and_its_result_reused(tmp_path):
+    from evaluators import surrogate
     from evaluators.cost import get_cost_model
-    from experiments import surrogate
     from search_spaces.space import SearchSpace
 
     space = SearchSpace("cifar_resnet20", num_classes=10, resolution=16, menu="conv,oct(a=0.5)")

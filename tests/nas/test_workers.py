@@ -24,7 +24,7 @@ def test_two_workers_share_one_journal_study_and_stop_at_the_requested_count(tmp
         "--backbone", "cifar_resnet20",
         "--resolution", "16",
         "--dataset", "synthetic",
-        "--evaluator", "experiments.surrogate:evaluate",
+        "--evaluator", "evaluators.surrogate:evaluate",
         # Each simulated epoch sleeps, so both workers are busy at the same time.
         "--evaluator-option", "seconds_per_epoch=0.3",
         "--budget", "7MFLOPs",
