@@ -64,8 +64,14 @@ def _base_flops(backbone: str) -> int:
     return get_cost_model(backbone, 10, 32, "all").cost(_space(backbone).uniform("conv")).flops
 
 
-def search_name(backbone: str, share: float) -> str:
-    return f"fvp-{backbone}-{round(100 * share)}"
+#: Search rounds: (folder prefix, group label prefix). Round 1 (2026-12-05) searched with the
+#: defaults of the time (32 px proxy, no warm start); round 2 with 16 px proxies and the
+#: uniform networks of the menu enqueued first (the fix round 1's verdict asked for).
+ROUNDS = (("fvp2", "found"), ("fvp", "round 1"))
+
+
+def search_name(backbone: str, share: float, prefix: str = ROUNDS[0][0]) -> str:
+    return f"{prefix}-{backbone}-{round(100 * share)}"
 
 
 def run_searches(work: Path, backbones: list[str]) -> None:
@@ -105,37 +111,41 @@ def networks(work: Path, backbones: list[str]) -> list[dict[str, Any]]:
                       "linear(a=0.5,rank=full)", "linear(a=0.5,rank=4)"):
             out.append({"name": f"{short} all {label} (paper)", "group": "paper",
                         "arch": space.uniform(label)})
-        for share in BUDGETS:
-            name = search_name(backbone, share)
-            path = work / name / "pareto" / "pareto.json"
-            if not path.is_file():
-                continue
-            members = json.loads(path.read_text())["members"]
-            # The MAX_MEMBERS most accurate by the proxy (what a user would retrain first).
-            members = sorted(members, key=lambda m: -(m.get("accuracy") or 0))[:MAX_MEMBERS]
-            for i, m in enumerate(members):
-                out.append({"name": f"{short} found @{round(100 * share)}% #{i}",
-                            "group": f"found {round(100 * share)}%",
-                            "arch": Architecture.from_dict(m["architecture"]),
-                            "proxy_accuracy": m.get("accuracy")})
+        for prefix, label in ROUNDS:
+            for share in BUDGETS:
+                name = search_name(backbone, share, prefix)
+                path = work / name / "pareto" / "pareto.json"
+                if not path.is_file():
+                    continue
+                members = json.loads(path.read_text())["members"]
+                # The MAX_MEMBERS most accurate by the proxy (what a user retrains first).
+                members = sorted(members, key=lambda m: -(m.get("accuracy") or 0))
+                for i, m in enumerate(members[:MAX_MEMBERS]):
+                    pct = round(100 * share)
+                    tag = "found" if label == "found" else "round-1"
+                    out.append({"name": f"{short} {tag} @{pct}% #{i}",
+                                "group": f"{label} {pct}%",
+                                "arch": Architecture.from_dict(m["architecture"]),
+                                "proxy_accuracy": m.get("accuracy")})
     return out
 
 
 def work_items(nets: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Seed 0 of the found networks first (the paper networks' seed 0 is mostly trained by the
-    # proxy-fidelity benchmark already), then the rest of seed 0, then seed 1.
-    found = [n for n in nets if n["group"].startswith("found")]
-    rest = [n for n in nets if not n["group"].startswith("found")]
+    """Seed 0 of the current searches' members and of every paper network, then seed 1 of
+    the same; members of the round-1 searches (``fvp-``, before warm starts) come last."""
+    now = [n for n in nets if n["group"].startswith("found")]
+    papers = [n for n in nets if n["group"] in ("paper", "backbone")]
+    old = [n for n in nets if n["group"].startswith("round 1")]
     return [{"kind": "reference", "seed": s, "arch": n}
-            for s in SEEDS for n in (found + rest if s == SEEDS[0] else nets)]
+            for group in (now + papers, old) for s in SEEDS for n in group]
 
 
 def worker(work: Path, results: Path, backbones: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)
-    nets = networks(work, backbones)
     while True:
+        nets = networks(work, backbones)  # again each time: a search may have finished
         done = done_keys(results)
         todo = [i for i in work_items(nets)
                 if f"reference-{i['arch']['arch'].arch_id}-s{i['seed']}" not in done]
@@ -223,6 +233,12 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
         r = json.loads(line)
         if r["kind"] == "reference":
             acc.setdefault(r["arch_id"], []).append(r["test_top1"])
+    # A found member can be a paper network itself (the warm start enqueues the uniform ones):
+    # its row keeps the paper's name and lists the searches that kept it in found_as.
+    found_as: dict[str, list[str]] = {}
+    for n in nets:
+        if n["group"].startswith("found"):
+            found_as.setdefault(n["arch"].arch_id, []).append(n["name"])
     rows, seen = [], set()
     for n in nets:
         a = n["arch"]
@@ -236,21 +252,24 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
                      "acc_mean": statistics.fmean(accs) if accs else None,
                      "acc_sd": statistics.stdev(accs) if len(accs) > 1 else None,
                      "latency_cpu_ms": lat.get(a.arch_id, {}).get("cpu_ms"),
-                     "proxy_accuracy": n.get("proxy_accuracy")})
+                     "proxy_accuracy": n.get("proxy_accuracy"),
+                     "found_as": found_as.get(a.arch_id, [])})
     comparisons = []
-    found = [r for r in rows if r["group"].startswith("found") and r["acc_mean"] is not None]
+    found = [r for r in rows if r["found_as"] and r["acc_mean"] is not None]
     for p in rows:
         if p["group"] not in ("paper", "backbone") or p["acc_mean"] is None:
             continue
-        better = [f for f in found if f["acc_mean"] >= p["acc_mean"]]
+        better = [f for f in found if f is not p and f["acc_mean"] >= p["acc_mean"]]
         by_flops = [f["name"] for f in better if f["flops"] <= p["flops"]]
         by_lat = [f["name"] for f in better if p["latency_cpu_ms"] and f["latency_cpu_ms"]
                   and f["latency_cpu_ms"] <= p["latency_cpu_ms"]]
         comparisons.append({"paper": p["name"], "found_dominating_by_flops": by_flops,
-                            "found_dominating_by_latency": by_lat})
+                            "found_dominating_by_latency": by_lat,
+                            "kept_by_search": p["found_as"]})
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     colours = {"backbone": "black", "paper": "tab:blue", "found 50%": "tab:red",
-               "found 70%": "tab:orange"}
+               "found 70%": "tab:orange", "round 1 50%": "lightcoral",
+               "round 1 70%": "navajowhite"}
     for ax, key, label in ((axes[0], "flops", "MFLOPs"), (axes[1], "latency_cpu_ms",
                                                           "latency, batch 1, 1 thread (CPU ms)")):
         for group, colour in colours.items():
@@ -260,8 +279,15 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
                 continue
             xs = [r[key] / 1e6 if key == "flops" else r[key] for r in pts]
             ax.errorbar(xs, [100 * r["acc_mean"] for r in pts],
-                        yerr=[100 * (r["acc_sd"] or 0) for r in pts], fmt="o", color=colour,
+                        yerr=[100 * (r["acc_sd"] or 0) for r in pts],
+                        fmt="x" if group.startswith("round 1") else "o", color=colour,
                         label=group, capsize=3)
+            kept = [(xv, r) for xv, r in zip(xs, pts) if r["found_as"] and r["group"] == group
+                     and not group.startswith("found")]
+            if kept:  # paper networks on a search's front: a red ring
+                ax.scatter([xv for xv, _ in kept], [100 * r["acc_mean"] for _, r in kept],
+                           s=160, facecolors="none", edgecolors="tab:red",
+                           label="paper network kept by a search" if group == "paper" else None)
             if group == "paper":
                 for xv, r in zip(xs, pts):
                     ax.annotate(r["name"].split(" ", 1)[1].replace(" (paper)", ""),
@@ -281,6 +307,10 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
     (out / "found_vs_papers.json").write_text(json.dumps(payload, indent=1) + "\n")
     lines = ["# Found architectures vs the papers' networks (cifar10-mini)", "",
              f"{payload['date']}; {payload['machine']}; `{command}`.", "",
+             "Groups: *found* = the Pareto members (top 3 by proxy accuracy) of the current "
+             "searches (`fvp2-*`: 16 px proxy, warm start with the uniform networks that fit); "
+             "*round 1* = those of the first searches (`fvp-*`: 32 px proxy, random warm start "
+             "only). A paper network marked *kept by* was on a current search's front.", "",
              "| network | group | test top-1 (mean ± sd, seeds) | MFLOPs | params | "
              "latency (CPU ms) | proxy acc |", "|---|---|---|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["flops"]):
@@ -288,12 +318,16 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
             f"{100 * r['acc_mean']:.1f} ± {100 * (r['acc_sd'] or 0):.1f} ({len(r['acc'])})")
         lat_s = "–" if r["latency_cpu_ms"] is None else f"{r['latency_cpu_ms']:.2f}"
         px = "–" if r["proxy_accuracy"] is None else f"{100 * r['proxy_accuracy']:.1f}"
-        lines.append(f"| {r['name']} | {r['group']} | {a} | {r['flops'] / 1e6:.2f} | "
+        group = r["group"] + (f" (kept by {', '.join(r['found_as'])})"
+                              if r["found_as"] and not r["group"].startswith("found") else "")
+        lines.append(f"| {r['name']} | {group} | {a} | {r['flops'] / 1e6:.2f} | "
                      f"{r['params'] / 1e3:.1f}k | {lat_s} | {px} |")
     lines += ["", "Paper networks and a found network at least as accurate (mean) at no more "
               "FLOPs / no more latency:", ""]
     for c in comparisons:
-        lines.append(f"- {c['paper']}: FLOPs {', '.join(c['found_dominating_by_flops']) or 'none'}"
+        kept = f" (on the front of {', '.join(c['kept_by_search'])})" if c["kept_by_search"] else ""
+        lines.append(f"- {c['paper']}{kept}: FLOPs "
+                     f"{', '.join(c['found_dominating_by_flops']) or 'none'}"
                      f"; latency {', '.join(c['found_dominating_by_latency']) or 'none'}")
     (out / "found_vs_papers.md").write_text("\n".join(lines) + "\n")
     return out / "found_vs_papers.md"
