@@ -131,13 +131,25 @@ def networks(work: Path, backbones: list[str]) -> list[dict[str, Any]]:
 
 
 def work_items(nets: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Seed 0 of the current searches' members and of every paper network, then seed 1 of
-    the same; members of the round-1 searches (``fvp-``, before warm starts) come last."""
+    """The queue, most telling first: the current searches' members and the paper networks
+    they compete with (at most the largest budget's FLOPs), seed 0 then seed 1; then the
+    other paper networks and all-conv; members of the round-1 searches last."""
+    from evaluators.cost import get_cost_model
+
+    def flops(n: dict[str, Any]) -> int:
+        a = n["arch"]
+        return get_cost_model(a.backbone, a.num_classes, a.resolution, a.slots).cost(a).flops
+
+    def within(n: dict[str, Any]) -> bool:
+        return flops(n) <= max(BUDGETS) * _base_flops(n["arch"].backbone)
+
     now = [n for n in nets if n["group"].startswith("found")]
     papers = [n for n in nets if n["group"] in ("paper", "backbone")]
+    rivals = [n for n in papers if within(n)]
+    others = [n for n in papers if not within(n)]
     old = [n for n in nets if n["group"].startswith("round 1")]
     return [{"kind": "reference", "seed": s, "arch": n}
-            for group in (now + papers, old) for s in SEEDS for n in group]
+            for group in (now + rivals, others, old) for s in SEEDS for n in group]
 
 
 def worker(work: Path, results: Path, backbones: list[str]) -> None:
