@@ -136,6 +136,12 @@ def architectures(work: Path) -> list[dict[str, Any]]:
                 a = Architecture.from_dict(m["architecture"])
                 out.append({"name": f"r20 search @{share}% pareto {i}", "group": "pareto",
                             "arch": a})
+    # Every other network found_vs_papers.py retrains (its searches' members, both rounds):
+    # their 30-epoch runs are references here too, so the proxies run on them as well.
+    from experiments.found_vs_papers import networks
+
+    out += [{"name": n["name"], "group": "pareto", "arch": n["arch"]}
+            for n in networks(work, ["cifar_resnet20"]) if n["group"] not in ("paper", "backbone")]
     s56 = SearchSpace("cifar_resnet56", num_classes=10, resolution=32, slots="all")
     paper56 = json.loads((HERE.parent / "examples" / "scconv_r56_cifar.json").read_text())
     paper56["slots"] = "all"  # the same network, written in the search's slot policy
