@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "EXTRA_KEYS",
     "LATENCY_MODES",
+    "NATIVE_RESOLUTION",
     "EvalConfig",
     "default_proxy_resolution",
     "validate_config",
@@ -38,19 +39,34 @@ EXTRA_KEYS = {
 }
 
 
-def default_proxy_resolution(backbone: str, resolution: int) -> int | None:
+#: Datasets whose images all have one size: CIFAR's 32x32.
+NATIVE_RESOLUTION = {"cifar10": 32, "cifar10-sample": 32, "cifar100": 32}
+
+
+def default_proxy_resolution(
+    backbone: str, resolution: int, *, dataset_kind: str | None = None, device: str = "cpu"
+) -> int | None:
     """The proxy's training resolution when none is given; ``None``: the architecture's own.
 
-    16 for the CIFAR ResNets (``cifar_resnet20`` ... ``cifar_resnet110``) at 32x32: on real
-    CIFAR-10 photographs, 2 proxy epochs at 16 px ranked cifar_resnet20 architectures like
-    30-epoch training at least as well as at 32 px (Kendall tau 0.66 against 0.58, seed-to-seed
-    tau 0.76 against 0.64, 10 architectures) for a quarter of the compute (19 s against 74 s
-    per candidate on one CPU thread): experiments/results/proxy_fidelity.md. Every other
-    backbone and resolution keeps its own resolution: nothing else has been measured.
+    - 16 for the CIFAR ResNets (``cifar_resnet20`` ... ``cifar_resnet110``) at 32x32: on real
+      CIFAR-10 photographs, 2 proxy epochs at 16 px ranked cifar_resnet20 architectures like
+      30-epoch training at least as well as at 32 px (Kendall tau 0.66 against 0.58,
+      seed-to-seed tau 0.76 against 0.64, 10 architectures) for a quarter of the compute (19 s
+      against 74 s per candidate on one CPU thread): experiments/results/proxy_fidelity.md.
+    - On a CPU, the dataset's own image size when it is smaller than the architecture's
+      (CIFAR's 32x32 pictures for ResNet-50 at 224): upsampling adds pixels but no
+      information, and at 224 one proxy trial of a 2-GFLOPs candidate costs 24 to 48 CPU
+      minutes (experiments/results/cpu_trial_time.md), 49 times what 32 px costs. Whether
+      this ranks ResNet-50 candidates like 224 px has not been measured (no GPU here); on a
+      GPU the architecture's resolution stays the default.
+    - Otherwise ``None``: nothing else has been measured.
     """
     name = backbone.removeprefix("cifar_resnet")
     if name != backbone and name.isdigit() and resolution == 32:
         return 16
+    native = NATIVE_RESOLUTION.get(dataset_kind or "")
+    if native is not None and resolution > native and device == "cpu":
+        return native
     return None
 
 

@@ -167,7 +167,12 @@ def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
         from evaluators.config import default_proxy_resolution
 
         # Resolved here, so the study's settings (and its default name) say which was used.
-        c = replace(c, proxy_resolution=default_proxy_resolution(c.backbone, resolution))
+        c = replace(
+            c,
+            proxy_resolution=default_proxy_resolution(
+                c.backbone, resolution, dataset_kind=spec.kind, device=device
+            ),
+        )
 
     from evaluators.cost import get_cost_model
     from search_spaces.space import SearchSpace

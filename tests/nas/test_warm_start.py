@@ -115,18 +115,30 @@ def test_the_search_prints_and_evaluates_the_uniform_networks_first(
     ("backbone", "kw", "expected"),
     [
         ("cifar_resnet20", {}, 16),
-        ("cifar_resnet56", {}, 16),
+        ("cifar_resnet56", {"dataset": "cifar10-sample"}, 16),
         ("cifar_resnet20", {"proxy_resolution": 32}, 32),  # an explicit value wins
         ("cifar_resnet20", {"resolution": 64}, None),  # only 32x32 was measured
-        ("resnet18", {}, None),
+        ("resnet18", {}, None),  # synthetic images are drawn at any size
+        ("resnet18", {"dataset": "cifar10-sample"}, 32),  # on a CPU: not upsampled to 224
+        ("resnet18", {"dataset": "cifar10-sample", "proxy_resolution": 224}, 224),
         ("cifar_resnet20", {"evaluator": "supernet"}, None),  # the supernet was measured at 32
     ],
 )
 def test_the_default_proxy_resolution(tmp_path, backbone, kw, expected):
-    config = SearchConfig(backbone=backbone, dataset="synthetic", max_flops=10**12,
+    kw = {"dataset": "synthetic", **kw}
+    config = SearchConfig(backbone=backbone, max_flops=10**12,
                           storage=f"sqlite:///{tmp_path / 'p.db'}", out=str(tmp_path / "o"),
                           **kw)
     plan = prepare(config)
     assert plan.config.proxy_resolution == expected
     assert plan.resolved["proxy_resolution"] == expected
     assert plan.eval_config.proxy_resolution == expected
+
+
+def test_on_a_gpu_cifar_images_train_at_the_architectures_resolution():
+    from evaluators.config import default_proxy_resolution
+
+    assert default_proxy_resolution("resnet50", 224, dataset_kind="cifar10", device="cpu") == 32
+    assert default_proxy_resolution("resnet50", 224, dataset_kind="cifar10", device="cuda") is None
+    assert default_proxy_resolution("resnet50", 224, dataset_kind="imagefolder") is None
+    assert default_proxy_resolution("resnet50", 32, dataset_kind="cifar100") is None
