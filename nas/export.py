@@ -27,8 +27,8 @@ normalised objectives: accuracy as is (reference 0), FLOPs and params divided by
 (or, without one, by the most expensive architecture of the space), latency by its budget (or
 by 1.1 x the slowest feasible trial), each with reference 1; it lies in [0, 1].
 
-Imports :mod:`nas.storage`, :mod:`nas.naming`, :mod:`nas.paths` and, when called,
-:mod:`nas.backends` (to read the study); must not import :mod:`nas.search` or
+Imports :mod:`nas.storage`, :mod:`nas.naming`, :mod:`nas.paths`, :mod:`nas.records` and,
+when called, :mod:`nas.backends` (to read the study); must not import :mod:`nas.search` or
 :mod:`nas.runner`, which call it.
 """
 
@@ -47,6 +47,7 @@ from typing import Any
 
 from nas.naming import study_folder
 from nas.paths import check_writable_folder
+from nas.records import is_scored_only
 from nas.storage import DEFAULT_STORAGE, describe_storage, storage_file
 
 __all__ = ["build_parser", "cli", "export_study", "main", "pareto_members"]
@@ -102,6 +103,7 @@ def pareto_members(
     members = []
     for r in sorted((r for r in rows if r.pareto), key=lambda r: r.number):
         ua = r.user_attrs
+        extra = ua.get("evaluator_extra")
         arch_id = ua.get("arch_id")
         if arch_id is None or arch_id in seen:
             continue
@@ -119,6 +121,8 @@ def pareto_members(
                 "latency_source": ua.get("latency_source"),
                 "fidelity": ua.get("fidelity"),
                 "rung_accuracy": ua.get("rung_accuracy"),
+                # The supernet evaluator's score (None: the member was trained on its own).
+                "supernet_accuracy": ua.get("accuracy") if is_scored_only(extra) else None,
                 "train_time_s": ua.get("train_time_s"),
                 "ops": ua.get("ops"),
                 "values": dict(zip(objectives, r.values or [])),

@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunSummary", "StudyInfo", "TrialOutcome", "TrialRow"]
+__all__ = ["RunSummary", "StudyInfo", "TrialOutcome", "TrialRow", "is_scored_only"]
+
+
+def is_scored_only(extra: Any) -> bool:
+    """Whether an evaluator's ``extra`` record (``evaluator_extra``) says the candidate was
+    scored, not trained: the supernet evaluator writes ``extra["supernet"]`` (its accuracy
+    comes from shared weights after BatchNorm recalibration, with no epochs of its own)."""
+    return isinstance(extra, dict) and isinstance(extra.get("supernet"), dict)
 
 
 @dataclass
@@ -27,6 +34,9 @@ class TrialOutcome:
     fidelity: int
     seconds: float
     message: str
+    #: False when the accuracy is a score of weights not trained for this candidate (the
+    #: supernet evaluator): there are no epochs to show.
+    trained: bool = True
 
 
 @dataclass
