@@ -10,7 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunSummary", "StudyInfo", "TrialOutcome", "TrialRow", "is_scored_only"]
+__all__ = [
+    "FINETUNE_KEY",
+    "RunSummary",
+    "StudyInfo",
+    "TrialOutcome",
+    "TrialRow",
+    "finetune_study_key",
+    "is_scored_only",
+]
+
+#: The user attribute of a trial row that holds its ``--supernet-finetune`` record. Optuna
+#: refuses to change a finished trial, so the record is stored as the study's user attribute
+#: :func:`finetune_study_key` and shown on the trial's row when rows are read back.
+FINETUNE_KEY = "supernet_finetune"
+
+
+def finetune_study_key(number: int) -> str:
+    """``"supernet_finetune:12"``: the study user attribute holding trial 12's record."""
+    return f"{FINETUNE_KEY}:{number}"
 
 
 def is_scored_only(extra: Any) -> bool:
