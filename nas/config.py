@@ -86,6 +86,9 @@ class SearchConfig:
     out: str | None = None
     evaluator: str | None = None
     evaluator_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Epochs of fine-tuning for each Pareto member after a supernet search (None: none);
+    #: not a setting that defines the study (a rerun with it fine-tunes the finished study).
+    supernet_finetune: int | None = None
     # How the trials run (not part of what defines the study: either backend resumes it).
     backend: str = "optuna"
     ray_address: str | None = None
@@ -182,6 +185,22 @@ def _check_backend(c: SearchConfig) -> None:
         raise ValueError(missing)
 
 
+def _check_finetune(c: SearchConfig) -> None:
+    """``supernet_finetune``: a positive int, and only with the supernet evaluator."""
+    n = c.supernet_finetune
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"supernet_finetune must be a positive number of epochs, got {n!r}")
+    spec = BUILTIN_EVALUATORS.get(c.evaluator or "", c.evaluator)
+    if spec != SUPERNET_EVALUATOR:
+        which = "the default proxy-training evaluator" if c.evaluator is None else c.evaluator
+        raise ValueError(
+            f"supernet_finetune={n} (--supernet-finetune) fine-tunes Pareto members taken out "
+            f"of a supernet and needs --evaluator supernet, not {which}"
+        )
+
+
 def check_config(c: SearchConfig) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Check every field that can be checked alone; return the objectives and the rungs.
 
@@ -206,6 +225,7 @@ def check_config(c: SearchConfig) -> tuple[tuple[str, ...], tuple[int, ...]]:
         raise ValueError(f"timeout must be a positive number of seconds, got {c.timeout_s!r}")
     objectives = parse_objectives(c.objectives)
     rungs = parse_fidelities(c.fidelities, c.proxy_epochs)
+    _check_finetune(c)
     split_menu(c.ops)  # names, syntax and value ranges, before torch is imported
     _check_backend(c)
     describe_storage(c.storage)

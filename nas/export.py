@@ -27,8 +27,8 @@ normalised objectives: accuracy as is (reference 0), FLOPs and params divided by
 (or, without one, by the most expensive architecture of the space), latency by its budget (or
 by 1.1 x the slowest feasible trial), each with reference 1; it lies in [0, 1].
 
-Imports :mod:`nas.storage`, :mod:`nas.naming`, :mod:`nas.paths` and, when called,
-:mod:`nas.backends` (to read the study); must not import :mod:`nas.search` or
+Imports :mod:`nas.storage`, :mod:`nas.naming`, :mod:`nas.paths`, :mod:`nas.records` and,
+when called, :mod:`nas.backends` (to read the study); must not import :mod:`nas.search` or
 :mod:`nas.runner`, which call it.
 """
 
@@ -47,6 +47,7 @@ from typing import Any
 
 from nas.naming import study_folder
 from nas.paths import check_writable_folder
+from nas.records import FINETUNE_KEY, is_scored_only
 from nas.storage import DEFAULT_STORAGE, describe_storage, storage_file
 
 __all__ = ["build_parser", "cli", "export_study", "main", "pareto_members"]
@@ -62,6 +63,9 @@ CSV_FIELDS = (
     "latency_iqr_ms",
     "fidelity",
     "train_time_s",
+    "supernet_accuracy",
+    "finetuned_accuracy",
+    "finetune_epochs",
     "ops",
     "file",
 )
@@ -102,6 +106,8 @@ def pareto_members(
     members = []
     for r in sorted((r for r in rows if r.pareto), key=lambda r: r.number):
         ua = r.user_attrs
+        extra = ua.get("evaluator_extra")
+        ft = ua.get(FINETUNE_KEY) if isinstance(ua.get(FINETUNE_KEY), dict) else {}
         arch_id = ua.get("arch_id")
         if arch_id is None or arch_id in seen:
             continue
@@ -119,6 +125,14 @@ def pareto_members(
                 "latency_source": ua.get("latency_source"),
                 "fidelity": ua.get("fidelity"),
                 "rung_accuracy": ua.get("rung_accuracy"),
+                # The supernet evaluator's score (None: the member was trained on its own).
+                "supernet_accuracy": ua.get("accuracy") if is_scored_only(extra) else None,
+                # --supernet-finetune N (None: not fine-tuned; see nas.finetune)
+                "finetune_epochs": ft.get("epochs"),
+                "finetuned_accuracy": ft.get("accuracy"),
+                "finetuned_val_loss": ft.get("val_loss"),
+                "finetune_time_s": ft.get("train_time_s"),
+                "finetune_failure": ft.get("failure"),
                 "train_time_s": ua.get("train_time_s"),
                 "ops": ua.get("ops"),
                 "values": dict(zip(objectives, r.values or [])),
@@ -127,6 +141,7 @@ def pareto_members(
             }
         )
     members.sort(key=lambda m: (m["flops"] or 0, -(m["accuracy"] or 0)))
+    _mark_dominated_after_finetune(members, objectives)
     hv = None
     if members:
         ref = _reference(info, rows)
@@ -135,6 +150,30 @@ def pareto_members(
         reference = [0.0 if o == "accuracy" else 1.0 for o in objectives]
         hv = hypervolume(points, directions, reference)
     return members, hv
+
+
+def _mark_dominated_after_finetune(
+    members: Sequence[dict[str, Any]], objectives: Sequence[str]
+) -> None:
+    """``dominated_after_finetune``: another fine-tuned member is at least as good in every
+    objective and better in one, accuracy taken after fine-tuning (None: not fine-tuned).
+    The Pareto set itself is not recomputed (see :mod:`nas.finetune`)."""
+
+    def vector(m: Mapping[str, Any]) -> list[float]:  # larger is better
+        return [
+            float(m["finetuned_accuracy"]) if o == "accuracy" else -float(m["values"][o])
+            for o in objectives
+        ]
+
+    tuned = [m for m in members if m.get("finetuned_accuracy") is not None]
+    for m in members:
+        m["dominated_after_finetune"] = None
+    for a in tuned:
+        va = vector(a)
+        a["dominated_after_finetune"] = any(
+            all(x >= y for x, y in zip(vb, va)) and vb != va
+            for vb in (vector(b) for b in tuned if b is not a)
+        )
 
 
 def _norm(objective: str, value: float, ref: Mapping[str, float]) -> float:

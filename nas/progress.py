@@ -75,10 +75,11 @@ class Progress:
             return
         o = outcome
         acc = f"acc {o.accuracy:.4f}" if o.accuracy is not None else "acc -"
+        epochs = f"{o.fidelity} ep  " if o.trained else ""  # a supernet score: no epochs
         detail = (
             f"trial {o.number:>3} {o.status:<10} {acc}  {format_flops(o.flops)}  "
             f"{format_count(o.params)} params  {format_ms(o.latency_ms)}  "
-            f"{o.fidelity} ep  {o.seconds:.1f}s  [{o.arch_id}] {o.message}"
+            f"{epochs}{o.seconds:.1f}s  [{o.arch_id}] {o.message}"
         )
         if self.tty:
             self.line(detail)
@@ -92,18 +93,30 @@ def _rejected(n: int) -> str:
 
 
 def summary_table(pareto: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> list[str]:
-    """The Pareto members as a fixed-width table, one line each (with its header)."""
+    """The Pareto members as a fixed-width table, one line each (with its header).
+
+    ``epochs`` is the proxy epochs a member was trained, ``-`` for a supernet score (a member
+    with ``supernet_accuracy``: not trained on its own). When a member was fine-tuned
+    (``--supernet-finetune``), a ``fine-tuned`` column shows its accuracy afterwards.
+    """
+    tuned = any(m.get("finetune_epochs") is not None for m in pareto)
     head = (
-        f"{'trial':>5}  {'arch_id':<16}  {'accuracy':>8}  {'FLOPs':>12}  {'params':>8}  "
-        f"{'latency':>9}  {'epochs':>6}  ops"
+        f"{'trial':>5}  {'arch_id':<16}  {'accuracy':>8}  "
+        + (f"{'fine-tuned':>10}  " if tuned else "")
+        + f"{'FLOPs':>12}  {'params':>8}  {'latency':>9}  {'epochs':>6}  ops"
     )
     lines = [head]
     for m in pareto:
         acc = f"{m['accuracy']:.4f}" if m.get("accuracy") is not None else "-"
+        epochs = "-" if m.get("supernet_accuracy") is not None else m.get("fidelity", 0)
+        ft = m.get("finetuned_accuracy")
+        ft_text = f"{ft:.4f}" if ft is not None else "-"
         lines.append(
-            f"{m['trial']:>5}  {m['arch_id']:<16}  {acc:>8}  {format_flops(m['flops']):>12}  "
+            f"{m['trial']:>5}  {m['arch_id']:<16}  {acc:>8}  "
+            + (f"{ft_text:>10}  " if tuned else "")
+            + f"{format_flops(m['flops']):>12}  "
             f"{format_count(m['params']):>8}  {format_ms(m.get('latency_ms')):>9}  "
-            f"{m.get('fidelity', 0):>6}  {m.get('ops', '')}"
+            f"{epochs:>6}  {m.get('ops', '')}"
         )
     return lines
 

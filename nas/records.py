@@ -10,7 +10,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunSummary", "StudyInfo", "TrialOutcome", "TrialRow"]
+__all__ = [
+    "FINETUNE_KEY",
+    "RunSummary",
+    "StudyInfo",
+    "TrialOutcome",
+    "TrialRow",
+    "finetune_study_key",
+    "is_scored_only",
+]
+
+#: The user attribute of a trial row that holds its ``--supernet-finetune`` record. Optuna
+#: refuses to change a finished trial, so the record is stored as the study's user attribute
+#: :func:`finetune_study_key` and shown on the trial's row when rows are read back.
+FINETUNE_KEY = "supernet_finetune"
+
+
+def finetune_study_key(number: int) -> str:
+    """``"supernet_finetune:12"``: the study user attribute holding trial 12's record."""
+    return f"{FINETUNE_KEY}:{number}"
+
+
+def is_scored_only(extra: Any) -> bool:
+    """Whether an evaluator's ``extra`` record (``evaluator_extra``) says the candidate was
+    scored, not trained: the supernet evaluator writes ``extra["supernet"]`` (its accuracy
+    comes from shared weights after BatchNorm recalibration, with no epochs of its own)."""
+    return isinstance(extra, dict) and isinstance(extra.get("supernet"), dict)
 
 
 @dataclass
@@ -27,6 +52,9 @@ class TrialOutcome:
     fidelity: int
     seconds: float
     message: str
+    #: False when the accuracy is a score of weights not trained for this candidate (the
+    #: supernet evaluator): there are no epochs to show.
+    trained: bool = True
 
 
 @dataclass

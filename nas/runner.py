@@ -4,12 +4,13 @@
 (:mod:`nas.backends.engine`), joins Ray first when ``--backend ray`` (so an unreachable
 cluster writes nothing), writes ``search_config.json``, runs the trials in this process or as
 Ray Tune workers (:func:`run_on_ray`, which hands :func:`run_worker` to
-:func:`nas.backends.ray_backend.run_workers`), exports the Pareto set (:mod:`nas.export`) and
+:func:`nas.backends.ray_backend.run_workers`), fine-tunes the Pareto members with
+``--supernet-finetune`` (:mod:`nas.finetune`), exports the Pareto set (:mod:`nas.export`) and
 prints the summary (:mod:`nas.progress`). :func:`run_worker` is what one Ray worker runs.
 
 Imports :mod:`nas.config`, :mod:`nas.plan`, :mod:`nas.progress`, :mod:`nas.storage` and, when
-called, :mod:`nas.backends` and :mod:`nas.export`; must not import :mod:`nas.search` (the
-command line and the API above it).
+called, :mod:`nas.backends`, :mod:`nas.finetune` and :mod:`nas.export`; must not import
+:mod:`nas.search` (the command line and the API above it).
 """
 
 from __future__ import annotations
@@ -154,6 +155,10 @@ def execute(
         raise
     p.finish()
     summary.n_rejected_run = max(0, summary.n_rejected - info.n_rejected)
+    if c.supernet_finetune is not None and not worker:  # the Pareto members, before export
+        from nas.finetune import finetune_members
+
+        finetune_members(plan, engine, _info_of(engine, plan), p.line)
     from nas.export import export_study, pareto_members
 
     members, hv = pareto_members(engine.rows(), _info_of(engine, plan))

@@ -120,6 +120,7 @@ def run_search(
     out: str | os.PathLike | None = None,
     evaluator: str | None = None,
     evaluator_options: Mapping[str, Any] | Sequence[str] | None = None,
+    supernet_finetune: int | None = None,
     export: bool = True,
     stream: TextIO | None = None,
     backend: str = "optuna",
@@ -135,6 +136,8 @@ def run_search(
     ``"30m"`` or seconds. ``evaluator`` is ``"package.module:function"`` called as
     ``function(arch, eval_config, fidelity=epochs) -> Metrics`` (default: the real
     proxy-training evaluator); ``evaluator_options`` go to ``EvalConfig.extra``.
+    ``supernet_finetune`` (with ``evaluator="supernet"``): after the search, fine-tune each
+    Pareto member for that many epochs from its supernet weights (:mod:`nas.finetune`).
     ``trials`` counts evaluated candidates: a proposal over ``budget`` or ``max_params`` is
     recorded as infeasible but not counted; with ``repair`` it is evaluated next changed to
     fit; after ``max_rejections`` of them in a row the search stops
@@ -181,6 +184,7 @@ def run_search(
         out=None if out is None else str(out),
         evaluator=evaluator,
         evaluator_options=parse_evaluator_options(evaluator_options),
+        supernet_finetune=supernet_finetune,
         backend=backend,
         ray_address=ray_address,
         workers=2 if workers is None else workers,
@@ -360,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="passed to the evaluator in EvalConfig.extra (repeatable)",
     )
+    g.add_argument(
+        "--supernet-finetune",
+        type=_int_arg("supernet finetune epochs"),
+        default=None,
+        metavar="N",
+        help="with --evaluator supernet: after the search, fine-tune each Pareto member N "
+        "epochs from its supernet weights and record both scores (a rerun fine-tunes the "
+        "members not fine-tuned yet)",
+    )
     g = p.add_argument_group("search")
     g.add_argument(
         "--objectives",
@@ -508,6 +521,7 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
         out=args.out,
         evaluator=args.evaluator,
         evaluator_options=parse_evaluator_options(args.evaluator_option),
+        supernet_finetune=args.supernet_finetune,
         backend=args.backend,
         ray_address=args.ray_address,
         workers=2 if args.workers is None else args.workers,

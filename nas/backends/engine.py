@@ -56,7 +56,7 @@ from nas.backends.heartbeat import (
     process_start,
 )
 from nas.backends.optuna_storage import open_storage
-from nas.backends.results import METRIC_NAMES, rows_of
+from nas.backends.results import METRIC_NAMES, record_finetune, rows_of
 from nas.backends.samplers import SAMPLERS, make_sampler
 from nas.backends.trial import Evaluate, TrialRunner, fail_trial
 from nas.backends.warm_start import BudgetRepair, enqueue_warm_start, feasible_random
@@ -471,3 +471,8 @@ class OptunaSearch:
     def rows(self) -> list[TrialRow]:
         assert self.study is not None
         return rows_of(self.study)
+
+    def record_finetune(self, number: int, record: dict[str, Any]) -> None:
+        """Store trial ``number``'s ``--supernet-finetune`` record (see :mod:`nas.finetune`)."""
+        assert self.study is not None
+        record_finetune(self.study, number, record)

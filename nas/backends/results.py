@@ -16,9 +16,9 @@ from optuna.trial import TrialState
 
 from nas.backends.constraints import is_feasible
 from nas.backends.optuna_storage import list_studies, open_storage
-from nas.records import TrialRow
+from nas.records import FINETUNE_KEY, TrialRow, finetune_study_key
 
-__all__ = ["METRIC_NAMES", "hypervolume", "load_rows", "rows_of"]
+__all__ = ["METRIC_NAMES", "hypervolume", "load_rows", "record_finetune", "rows_of"]
 
 #: Objective name -> metric name shown in the dashboard.
 METRIC_NAMES = {
@@ -52,8 +52,13 @@ def hypervolume(
 
 
 def rows_of(study: optuna.Study) -> list[TrialRow]:
-    """Every trial of ``study`` as a :class:`TrialRow`, feasibility and Pareto flags set."""
+    """Every trial of ``study`` as a :class:`TrialRow`, feasibility and Pareto flags set.
+
+    A ``--supernet-finetune`` record (a study user attribute, :func:`finetune_study_key`) is
+    shown as the trial's ``supernet_finetune`` user attribute.
+    """
     trials = study.get_trials(deepcopy=False)
+    study_attrs = study.user_attrs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         best = {t.number for t in study.best_trials}
@@ -67,13 +72,27 @@ def rows_of(study: optuna.Study) -> list[TrialRow]:
                 values=list(t.values) if t.values is not None else None,
                 feasible=complete and is_feasible(t),
                 pareto=t.number in best and complete and is_feasible(t),
-                user_attrs=dict(t.user_attrs),
+                user_attrs=_with_finetune(
+                    t.user_attrs, study_attrs.get(finetune_study_key(t.number))
+                ),
                 completed_at=(
                     t.datetime_complete.timestamp() if t.datetime_complete is not None else None
                 ),
             )
         )
     return rows
+
+
+def _with_finetune(attrs: dict[str, Any], record: Any) -> dict[str, Any]:
+    out = dict(attrs)
+    if isinstance(record, dict):
+        out[FINETUNE_KEY] = record
+    return out
+
+
+def record_finetune(study: optuna.Study, number: int, record: dict[str, Any]) -> None:
+    """Store trial ``number``'s ``--supernet-finetune`` record (replacing an earlier one)."""
+    study.set_user_attr(finetune_study_key(number), record)
 
 
 def load_rows(storage: str, study_name: str) -> tuple[list[TrialRow], dict[str, Any]]:

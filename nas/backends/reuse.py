@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.backends.constraints import CONSTRAINTS_LEGACY_KEY, constraint_values
 from nas.backends.heartbeat import INTERRUPTED_PREFIX
 from nas.budgets import Budgets
-from nas.records import TrialOutcome
+from nas.records import TrialOutcome, is_scored_only
 
 __all__ = ["find_earlier", "reuse", "wait_for_running"]
 
@@ -101,4 +101,7 @@ def reuse(
     trial.set_user_attr("status", msg)
     study.tell(trial, list(earlier.values))
     acc = ua.get("accuracy") if ua.get("feasible", True) else None
-    return outcome("duplicate", acc, ua.get("latency_ms"), int(ua.get("fidelity", 0)), msg)
+    trained = not is_scored_only(ua.get("evaluator_extra"))
+    return outcome(
+        "duplicate", acc, ua.get("latency_ms"), int(ua.get("fidelity", 0)), msg, trained=trained
+    )

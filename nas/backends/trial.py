@@ -41,10 +41,10 @@ from nas.backends.constraints import REJECTED_KEY, set_constraints
 from nas.backends.reuse import find_earlier, reuse, wait_for_running
 from nas.budgets import Budgets
 from nas.halving import FidelityLadder, peer_accuracies
-from nas.records import TrialOutcome
+from nas.records import TrialOutcome, is_scored_only
 from search_spaces.arch import Architecture
 
-__all__ = ["Evaluate", "TrialRunner", "fail_trial", "ops_summary"]
+__all__ = ["Evaluate", "TrialRunner", "done_message", "fail_trial", "ops_summary"]
 
 Evaluate = Callable[[Architecture, int], Metrics]
 
@@ -64,6 +64,17 @@ def ops_summary(arch: Architecture) -> str:
     return ", ".join(
         f"{n}x {lbl}" for lbl, n in sorted(counts.items(), key=lambda t: (-t[1], t[0]))
     )
+
+
+def done_message(m: Metrics) -> str:
+    """What an evaluated trial's line says happened: ``trained 2 epochs``, or for a candidate
+    scored on the supernet ``supernet score (BN recalibrated on 4 batches) 1.3 s``."""
+    if is_scored_only(m.extra):
+        sn = m.extra["supernet"]
+        n = int(sn.get("bn_batches") or 0)
+        bn = f"BN recalibrated on {n} batch{'' if n == 1 else 'es'}" if n else "no BN recalibration"
+        return f"supernet score ({bn}) {float(sn.get('score_time_s') or 0.0):.1f} s"
+    return f"trained {m.fidelity} epoch{'' if m.fidelity == 1 else 's'}"
 
 
 class TrialRunner:
@@ -191,7 +202,14 @@ class TrialRunner:
         for k, v in base.items():
             trial.set_user_attr(k, v)
 
-        def outcome(status: str, acc: float | None, lat: float | None, fid: int, msg: str):
+        def outcome(
+            status: str,
+            acc: float | None,
+            lat: float | None,
+            fid: int,
+            msg: str,
+            trained: bool = True,
+        ) -> TrialOutcome:
             return TrialOutcome(
                 trial.number,
                 status,
@@ -203,6 +221,7 @@ class TrialRunner:
                 fid,
                 time.monotonic() - t_start,
                 msg,
+                trained,
             )
 
         # 1. the same architecture earlier in the study: reuse its result (when another
@@ -280,14 +299,21 @@ class TrialRunner:
         msg = (
             f"stopped at {metrics.fidelity}/{self.ladder.full} epochs: {decision}"
             if stopped
-            else f"trained {metrics.fidelity} epoch{'' if metrics.fidelity == 1 else 's'}"
+            else done_message(metrics)
         )
         trial.set_user_attr("feasible", True)
         trial.set_user_attr("status", msg)
         study.tell(
             trial, self._values(metrics.accuracy, cost.flops, cost.params, metrics.latency_ms)
         )
-        return outcome(status, metrics.accuracy, metrics.latency_ms, metrics.fidelity, msg)
+        return outcome(
+            status,
+            metrics.accuracy,
+            metrics.latency_ms,
+            metrics.fidelity,
+            msg,
+            trained=not is_scored_only(metrics.extra),
+        )
 
     def _record_metrics(
         self, trial: optuna.Trial, m: Metrics, rung_acc: Mapping[str, float], train_time: float
