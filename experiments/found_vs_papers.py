@@ -248,9 +248,12 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
     # A found member can be a paper network itself (the warm start enqueues the uniform ones):
     # its row keeps the paper's name and lists the searches that kept it in found_as.
     found_as: dict[str, list[str]] = {}
+    found_proxy: dict[str, float] = {}
     for n in nets:
         if n["group"].startswith("found"):
             found_as.setdefault(n["arch"].arch_id, []).append(n["name"])
+            if n.get("proxy_accuracy") is not None:
+                found_proxy[n["arch"].arch_id] = n["proxy_accuracy"]
     rows, seen = [], set()
     for n in nets:
         a = n["arch"]
@@ -264,7 +267,7 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
                      "acc_mean": statistics.fmean(accs) if accs else None,
                      "acc_sd": statistics.stdev(accs) if len(accs) > 1 else None,
                      "latency_cpu_ms": lat.get(a.arch_id, {}).get("cpu_ms"),
-                     "proxy_accuracy": n.get("proxy_accuracy"),
+                     "proxy_accuracy": n.get("proxy_accuracy", found_proxy.get(a.arch_id)),
                      "found_as": found_as.get(a.arch_id, [])})
     comparisons = []
     found = [r for r in rows if r["found_as"] and r["acc_mean"] is not None]
@@ -281,7 +284,7 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     colours = {"backbone": "black", "paper": "tab:blue", "found 50%": "tab:red",
                "found 70%": "tab:orange", "round 1 50%": "lightcoral",
-               "round 1 70%": "navajowhite"}
+               "round 1 70%": "goldenrod"}
     for ax, key, label in ((axes[0], "flops", "MFLOPs"), (axes[1], "latency_cpu_ms",
                                                           "latency, batch 1, 1 thread (CPU ms)")):
         for group, colour in colours.items():
@@ -303,7 +306,8 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
             if group == "paper":
                 for xv, r in zip(xs, pts):
                     ax.annotate(r["name"].split(" ", 1)[1].replace(" (paper)", ""),
-                                (xv, 100 * r["acc_mean"]), fontsize=6, alpha=0.7)
+                                (xv, 100 * r["acc_mean"]), fontsize=6, alpha=0.7,
+                                textcoords="offset points", xytext=(5, 3))
         ax.set_xlabel(label)
         ax.set_ylabel("test top-1 (%)")
         ax.grid(alpha=0.3)
