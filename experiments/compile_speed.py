@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="no ResNet-50 network, 5 rounds")
     p.add_argument("--rounds", type=_positive, default=None, help="interleaved rounds (7)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json")
     return p
 
 
@@ -152,8 +153,40 @@ def _check_equal(case: str, mode: str, eager_run, comp_run, eager, comp, x) -> d
     grads_c = grads(comp)
     out_err = _rel(out_c.detach(), out_e.detach())
     grad_err = max((_rel(c, e) for c, e in zip(grads_c, grads_e)), default=0.0)
-    equal = out_err <= OUT_TOL and grad_err <= GRAD_TOL
-    return {"out_rel_err": out_err, "grad_rel_err": grad_err, "equal": equal}
+    ref = plain_reference(eager, eager_run, x) if mode == "train" else 0.0
+    equal = out_err <= OUT_TOL and grad_err <= max(GRAD_TOL, 2 * ref)
+    return {
+        "out_rel_err": out_err,
+        "grad_rel_err": grad_err,
+        "grad_rel_err_plain_vs_fused": ref,
+        "equal": equal,
+    }
+
+
+def plain_reference(model, run, x) -> float:
+    """The same gradient difference between the project's two eager forms (fused, plain).
+
+    SCConv's gate is a hard threshold: any two float implementations (even float32 against
+    float64) flip a few gate entries whose value is within rounding of 0, and through many
+    layers that moves some gradients by a few percent of their largest entry. The compiled
+    gradients are held to twice this difference (or ``GRAD_TOL``, whichever is larger).
+    """
+    import search_spaces.ops.scconv as scconv_module
+
+    def grads() -> list:
+        return ([] if x.grad is None else [x.grad.clone()]) + [
+            p.grad.clone() for p in model.parameters()
+        ]
+
+    run()
+    fused = grads()
+    original = scconv_module._fused
+    scconv_module._fused = lambda t: False  # the plain tensor form, as a compiled pass takes
+    try:
+        run()
+    finally:
+        scconv_module._fused = original
+    return max((_rel(p, f) for p, f in zip(grads(), fused)), default=0.0)
 
 
 def measure(case: str, mode: str, conv, scconv, x, loss, rounds: int, reps: int) -> dict:
@@ -294,13 +327,19 @@ def render(res: dict) -> str:
         "(forward and backward for train), CPU of this process and its children (C++ "
         "compiler) / wall. *max rel err*: max|compiled - eager| / max|eager| of the output / "
         "of any gradient (input and every parameter), asserted below "
-        f"{OUT_TOL:g} / {GRAD_TOL:g}.",
+        f"{OUT_TOL:g} / the larger of {GRAD_TOL:g} and twice *ref*; *ref* (train): the same "
+        "gradient difference between the project's own two eager forms of SCConv (fused "
+        "autograd functions against the plain tensor form) - the hard gate makes any two float "
+        "implementations differ that much through many layers (float32 fused against float64: "
+        "1.8e-2 on cifar_resnet20).",
         "",
         "| case | mode | batch | conv CPU ms | eager CPU ms | compiled CPU ms "
         "| compiled / eager CPU | compiled / eager wall | eager / conv | compiled / conv "
-        "| compile CPU / wall s | max rel err out / grad |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| compile CPU / wall s | max rel err out / grad | ref |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if res.get("notes"):
+        lines[-2:-2] = [*(f"Note: {n}" for n in res["notes"]), ""]
     for r in res["rows"]:
         c, e, b = r["compiled"], r["eager"], r["conv"]
         lines.append(
@@ -309,7 +348,12 @@ def render(res: dict) -> str:
             f"| {_r(c['wall_vs_eager'])} | {e['cpu_vs_conv']['med']:.2f} "
             f"| {c['cpu_vs_conv']['med']:.2f} "
             f"| {r['compile_s']['cpu']:.0f} / {r['compile_s']['wall']:.0f} "
-            f"| {r['out_rel_err']:.1e} / {r['grad_rel_err']:.1e} |"
+            + (
+                f"| {r['out_rel_err']:.1e} / {r['grad_rel_err']:.1e} "
+                f"| {r['grad_rel_err_plain_vs_fused']:.1e} |"
+                if r["mode"] == "train"
+                else f"| {r['out_rel_err']:.1e} / - | - |"
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -331,6 +375,11 @@ def _git() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stem = "compile_speed_quick" if args.quick else "compile_speed"
+    if args.report_only:
+        res = json.loads((args.out_dir / f"{stem}.json").read_text())
+        (args.out_dir / f"{stem}.md").write_text(render(res))
+        return 0
     # A fresh inductor cache, so every compile time below is a cold one.
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="compile_speed_")
     os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
@@ -342,7 +391,6 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (5 if args.quick else 7)
     load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
     started = time.perf_counter()
-    stem = "compile_speed_quick" if args.quick else "compile_speed"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
 
