@@ -43,7 +43,9 @@ batched augmentation are seeded from ``(seed, epoch)``.
 
 Devices: ``--device auto`` takes CUDA when present. On CUDA: autocast in bfloat16 where
 supported, else float16 with a ``GradScaler`` (``--amp``), ``channels_last``, optional
-``--compile``; validation and test run in float32, as the weights ship. Under ``torchrun``
+``--compile`` (also on CPU, where it pays for SCConv networks: see
+``experiments/results/compile_speed.md``); validation and test run eagerly in float32, as the
+weights ship. Under ``torchrun``
 each process takes ``cuda:LOCAL_RANK`` (NCCL; gloo on CPU), the global ``batch_size`` is split
 across processes, the model is wrapped in ``DistributedDataParallel`` (``--sync-bn`` converts
 BatchNorm to SyncBatchNorm), training data go through a ``DistributedSampler``, and
