@@ -50,8 +50,8 @@ def default_proxy_resolution(
 
     - 16 for the CIFAR ResNets (``cifar_resnet20`` ... ``cifar_resnet110``) at 32x32: on real
       CIFAR-10 photographs, 2 proxy epochs at 16 px ranked cifar_resnet20 architectures like
-      30-epoch training at least as well as at 32 px (Kendall tau 0.66 against 0.58,
-      seed-to-seed tau 0.76 against 0.64, 10 architectures) for a quarter of the compute (19 s
+      30-epoch training at least as well as at 32 px (Kendall tau 0.62 against 0.48 on 17
+      architectures, 0.66 against 0.58 on the first 10) for a quarter of the compute (19 s
       against 74 s per candidate on one CPU thread): experiments/results/proxy_fidelity.md.
     - On a CPU, the dataset's own image size when it is smaller than the architecture's
       (CIFAR's 32x32 pictures for ResNet-50 at 224): upsampling adds pixels but no
