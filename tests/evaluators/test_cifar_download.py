@@ -34,7 +34,7 @@ class _Stalling(BaseHTTPRequestHandler):
         self._head()
         self.wfile.write(b"\0" * 65536)
         self.wfile.flush()
-        self.stop.wait(300)  # then nothing more: the client waits until interrupted
+        self.stop.wait(30)  # then nothing more: the client waits until interrupted
 
     def log_message(self, *args) -> None:
         pass
@@ -63,7 +63,7 @@ def test_ctrl_c_during_a_download_removes_the_half_archive(tmp_path, stalling_se
     main = threading.main_thread().ident
 
     def interrupt_when_bytes_arrive() -> None:
-        deadline = time.monotonic() + 300  # generous: a loaded CI machine imports slowly
+        deadline = time.monotonic() + 30
         while not (archive.exists() and archive.stat().st_size > 0):
             if time.monotonic() > deadline:
                 return
