@@ -489,25 +489,12 @@ class Evaluator:
         return None
 
     def _train(self, arch: Any, model: Any, target: int, horizon: int, prior: Any) -> Any:
-        from evaluators.proxy import train_proxy
+        from evaluators.proxy import train_proxy, train_settings
 
         c = self.config
         train, val = self.loaders(self.proxy_resolution(arch), arch.num_classes)
         kwargs: dict[str, Any] = dict(
-            epochs=target,
-            total_epochs=horizon,
-            optimizer=c.optimizer,
-            lr=c.lr,
-            momentum=c.momentum,
-            weight_decay=c.weight_decay,
-            schedule=c.schedule,
-            linearconv_reg=c.linearconv_reg,
-            seed=c.seed,
-            device=self.device,
-            amp=c.amp,
-            channels_last=c.channels_last,
-            max_steps_per_epoch=c.extra.get("max_steps_per_epoch"),
-            max_val_batches=c.extra.get("max_val_batches"),
+            epochs=target, total_epochs=horizon, **train_settings(c, self.device)
         )
         if prior is not None:
             try:

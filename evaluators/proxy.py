@@ -88,7 +88,29 @@ __all__ = [
     "resolve_amp_dtype",
     "resolve_device",
     "train_proxy",
+    "train_settings",
 ]
+
+
+def train_settings(config: Any, device: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`train_proxy` an ``EvalConfig`` fixes (optimiser,
+    schedule, regulariser, seed, device, precision and the step/validation caps): one place
+    for every caller that trains a candidate the way the proxy does."""
+    c = config
+    return dict(
+        optimizer=c.optimizer,
+        lr=c.lr,
+        momentum=c.momentum,
+        weight_decay=c.weight_decay,
+        schedule=c.schedule,
+        linearconv_reg=c.linearconv_reg,
+        seed=c.seed,
+        device=device,
+        amp=c.amp,
+        channels_last=c.channels_last,
+        max_steps_per_epoch=c.extra.get("max_steps_per_epoch"),
+        max_val_batches=c.extra.get("max_val_batches"),
+    )
 
 
 # -- small helpers ------------------------------------------------------------------------

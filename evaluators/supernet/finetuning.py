@@ -32,7 +32,7 @@ def finetune(arch: Any, config: EvalConfig, epochs: int) -> dict[str, Any]:
     """
     import torch
 
-    from evaluators.proxy import train_proxy
+    from evaluators.proxy import train_proxy, train_settings
     from evaluators.supernet.score import get_supernet_evaluator, recalibrate_bn
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -47,22 +47,7 @@ def finetune(arch: Any, config: EvalConfig, epochs: int) -> dict[str, Any]:
         recalibrate_bn(net, train_loader, ev.options.bn_batches, ev.device)
     model = net.extract(arch)
     result, _ = train_proxy(
-        model,
-        train_loader,
-        val_loader,
-        epochs=epochs,
-        optimizer=c.optimizer,
-        lr=c.lr,
-        momentum=c.momentum,
-        weight_decay=c.weight_decay,
-        schedule=c.schedule,
-        linearconv_reg=c.linearconv_reg,
-        seed=c.seed,
-        device=ev.device,
-        amp=c.amp,
-        channels_last=c.channels_last,
-        max_steps_per_epoch=c.extra.get("max_steps_per_epoch"),
-        max_val_batches=c.extra.get("max_val_batches"),
+        model, train_loader, val_loader, epochs=epochs, **train_settings(c, ev.device)
     )
     return {
         "epochs": epochs,
