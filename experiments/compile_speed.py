@@ -45,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments._machine import command_line, machine_description  # noqa: E402
+from experiments.op_speed import _git  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 LAYER_SHAPES = ((64, 56), (512, 7), (16, 32))
@@ -356,21 +357,6 @@ def render(res: dict) -> str:
             )
         )
     return "\n".join(lines) + "\n"
-
-
-def _git() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
