@@ -185,8 +185,9 @@ def queue(archs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             more += [{"kind": "proxy", "variant": v, "seed": seed, "arch": a} for a in r20]
     items += refs + more
     items += [{"kind": "reference", "seed": 0, "arch": a} for a in r56]
-    items += [{"kind": "proxy", "variant": "s2000-e2-r32", "seed": s, "arch": a}
-              for a in r56 for s in (0, 1)]
+    items += [{"kind": "zero_cost", "arch": a} for a in r56]
+    items += [{"kind": "proxy", "variant": v, "seed": s, "arch": a}
+              for v in ("s2000-e2-r16", "s2000-e2-r32") for a in r56 for s in (0, 1)]
     return items
 
 
@@ -393,11 +394,12 @@ def run_zero_cost(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def worker(work: Path, results: Path, kinds: set[str], stop_after: float | None) -> None:
+def worker(work: Path, results: Path, kinds: set[str], stop_after: float | None,
+           groups: set[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
-    archs = architectures(work)
+    archs = [a for a in architectures(work) if groups is None or a["group"] in groups]
     started = time.time()
     failures: dict[str, int] = {}
     while True:
@@ -454,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="print the architectures and exit")
     p.add_argument("--analyse", action="store_true", help="write the Markdown and JSON results")
     p.add_argument("--stop-after", type=float, default=None, help="seconds, then exit")
+    p.add_argument("--groups", default=None,
+                   help="only these architecture groups (comma-separated, e.g. r56)")
     a = p.parse_args(argv)
     results = a.results or a.work / "results.jsonl"
     if a.list:
@@ -466,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c.params / 1e3:7.1f}k  {it['name']}")
         return 0
     if a.worker:
-        worker(a.work, results, set(a.kinds.split(",")), a.stop_after)
+        groups = set(a.groups.split(",")) if a.groups else None
+        worker(a.work, results, set(a.kinds.split(",")), a.stop_after, groups)
     if a.analyse:
         from experiments._machine import command_line, machine_description
         from experiments.proxy_fidelity_analysis import analyse

@@ -16,7 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["analyse", "bootstrap_ci", "kendall_tau", "spearman_rho"]
+__all__ = ["analyse", "bootstrap_ci", "kendall_tau", "noise_ceiling", "spearman_rho"]
+
+#: The search's default proxy for the CIFAR ResNets (evaluators.config): 2 epochs on 2,000
+#: images at 16 px, accuracy on the fixed 1,165-image validation split.
+DEFAULT_CANDIDATE = "s2000-e2-r16 @ep2 acc_large"
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
@@ -81,6 +85,54 @@ def bootstrap_ci(
         return float("nan"), float("nan")
     vals.sort()
     return vals[int(0.025 * len(vals))], vals[min(len(vals) - 1, int(0.975 * len(vals)))]
+
+
+def noise_ceiling(
+    runs: dict[str, list[float]], reps: int = 4000, seed: int = 0
+) -> dict[str, Any] | None:
+    """The Kendall tau a perfect proxy could expect against this noisy reference.
+
+    Model: an architecture's run = its true accuracy + independent Gaussian seed noise; the
+    reference of an architecture is the mean of its ``k`` runs. The noise variance per run is
+    estimated from the architectures with two seeds (``(a - b)^2 / 2`` averaged), the variance
+    of the true accuracies from the spread of the reference means less their expected noise.
+    The ceiling is the mean tau between simulated true accuracies and simulated references
+    (each architecture with its own ``k``); for equal ``k`` it is ``2/pi * asin(rho)`` with
+    ``rho`` the reference's correlation with the truth. ``ceiling_range`` redoes it at the
+    5th and 95th percentile of the noise variance (chi-square with one degree of freedom per
+    pair). ``None`` with fewer than two pairs or three architectures.
+    """
+    pairs = [v[:2] for v in runs.values() if len(v) >= 2]
+    if len(pairs) < 2 or len(runs) < 3:
+        return None
+    noise_var = statistics.fmean((a - b) ** 2 / 2 for a, b in pairs)
+    means = [statistics.fmean(v) for v in runs.values()]
+    ks = [len(v) for v in runs.values()]
+    expected_noise = statistics.fmean(noise_var / k for k in ks)
+    true_var = max(statistics.variance(means) - expected_noise, 0.0)
+    rng = random.Random(seed)
+
+    def ceiling(nv: float) -> float:
+        if nv == 0:
+            return 1.0
+        if true_var == 0:
+            return 0.0
+        taus = []
+        for _ in range(reps):
+            truth = [rng.gauss(0, math.sqrt(true_var)) for _ in ks]
+            ref = [t + rng.gauss(0, math.sqrt(nv / k)) for t, k in zip(truth, ks)]
+            taus.append(kendall_tau(truth, ref))
+        return statistics.fmean(taus)
+
+    df = len(pairs)
+    chi = sorted(sum(rng.gauss(0, 1) ** 2 for _ in range(df)) / df for _ in range(20000))
+    lo_var, hi_var = noise_var / chi[int(0.95 * len(chi))], noise_var / chi[int(0.05 * len(chi))]
+    return {
+        "pairs": df, "noise_sd": math.sqrt(noise_var), "true_sd": math.sqrt(true_var),
+        "ceiling": ceiling(noise_var),
+        # more noise, lower ceiling: the high noise bound gives the low ceiling
+        "ceiling_range": [ceiling(hi_var), ceiling(lo_var)],
+    }
 
 
 # ----------------------------------------------------------------------------------- analysis
@@ -172,7 +224,7 @@ def analyse(results: Path, work: Path, out_dir: Path, command: str, machine: str
     per_arch = []
     for a, runs in sorted(ref_runs.items(), key=lambda kv: -statistics.fmean(kv[1])):
         zc = cands["FLOPs alone"]["scores"].get(a, {})
-        default = cands["s2000-e2-r32 @ep2 acc_small"]["scores"].get(a, {})
+        default = cands[DEFAULT_CANDIDATE]["scores"].get(a, {})
         per_arch.append({"arch_id": a, "name": names[a][0], "group": names[a][1],
                          "reference": runs, "flops": zc.get(0),
                          "params": cands["params alone"]["scores"].get(a, {}).get(0),
@@ -186,20 +238,45 @@ def analyse(results: Path, work: Path, out_dir: Path, command: str, machine: str
         "binomial_se_at_mean": math.sqrt(statistics.fmean(ref.values())
                                          * (1 - statistics.fmean(ref.values())) / 932)
         if ref else None,
+        "ceiling": noise_ceiling(ref_runs),
     }
-    r56 = [r for r in recs if r.get("group") == "r56"]
     stamp = dt.datetime.now().isoformat(timespec="minutes")
     payload = {"date": stamp, "machine": machine, "command": command, "n_reference_archs":
                len(ref), "reference_noise": ref_noise, "rows": rows, "per_arch": per_arch,
-               "r56": r56 and [{k: r.get(k) for k in ("name", "kind", "variant", "seed",
-                                                     "test_top1", "acc_large", "acc_small")}
-                               for r in r56]}
+               "r56": _r56(recs, names)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "proxy_fidelity.json").write_text(json.dumps(payload, indent=1) + "\n")
     md = _markdown(payload)
     path = out_dir / "proxy_fidelity.md"
     path.write_text(md)
     return path
+
+
+def _r56(recs: list[dict[str, Any]], names: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """cifar_resnet56 architectures: per architecture reference, proxies and costs, and the
+    default proxy's tau over the cifar_resnet20 and cifar_resnet56 references together (does
+    a 2-epoch proxy compare networks of different depths?)."""
+    ref, runs = _reference(recs)
+    cands = _candidates(recs)
+    ids = sorted({r["arch_id"] for r in recs if r.get("group") == "r56"})
+    rows = []
+    for a in ids:
+        def score(name: str, s: int = 0, a: str = a) -> Any:
+            return cands[name]["scores"].get(a, {}).get(s) if name in cands else None
+
+        rows.append({"arch_id": a, "name": names[a][0], "reference": runs.get(a, []),
+                     "flops": score("FLOPs alone"), "params": score("params alone"),
+                     "synflow": score("zero-cost synflow"),
+                     "default_proxy": [score(DEFAULT_CANDIDATE, s) for s in (0, 1)],
+                     "proxy_r32": [score("s2000-e2-r32 @ep2 acc_large", s) for s in (0, 1)]})
+    pooled = None
+    scores = cands[DEFAULT_CANDIDATE]["scores"] if DEFAULT_CANDIDATE in cands else {}
+    archs = sorted(a for a in ref if 0 in scores.get(a, {}))
+    if any(a in ids for a in archs) and len(archs) >= 5:
+        x, y = [scores[a][0] for a in archs], [ref[a] for a in archs]
+        pooled = {"n": len(archs), "n_r56": sum(a in ids for a in archs),
+                  "tau": kendall_tau(x, y), "tau_ci": bootstrap_ci(x, y, kendall_tau)}
+    return {"archs": rows, "pooled_default_tau": pooled}
 
 
 def _f(v: Any, digits: int = 2) -> str:
@@ -230,6 +307,20 @@ def _markdown(p: dict[str, Any]) -> str:
         f"accuracy {pts(n['binomial_se_at_mean'])} points; spread (sd) between architectures "
         f"{pts(n['spread_sd_between_archs'])} points.",
         "",
+    ]
+    c = n.get("ceiling")
+    if c:
+        lines += [
+            f"Noise ceiling: seed noise of {pts(c['noise_sd'])} points per run (from "
+            f"{c['pairs']} pairs) against a spread of about {pts(c['true_sd'])} points between "
+            "the architectures' true accuracies: a proxy that knew every true accuracy would "
+            f"reach Kendall τ ≈ {_f(c['ceiling'])} against this reference (noise variance at "
+            f"its 90 % chi-square bounds: {_f(c['ceiling_range'][0])} to "
+            f"{_f(c['ceiling_range'][1])}). A τ near this value is as good as this reference "
+            "can show.",
+            "",
+        ]
+    lines += [
         "| candidate | n | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | seed-to-seed τ | "
         "seconds / arch |",
         "|---|---:|---|---|---:|---:|",
@@ -248,5 +339,28 @@ def _markdown(p: dict[str, Any]) -> str:
         dp = ", ".join("–" if v is None else f"{100 * v:.1f}" for v in a["default_proxy"])
         lines.append(f"| {a['name']} | {a['group']} | {_f(a['flops'] and a['flops'] / 1e6, 1)}"
                      f" | {_f(a['params'] and a['params'] / 1e3, 1)}k | {refs} | {dp} |")
+    r56 = p.get("r56") or {}
+    if r56.get("archs"):
+        lines += ["", "## cifar_resnet56", "",
+                  "| architecture | MFLOPs | params | reference test top-1 (seeds) | default "
+                  "proxy, 16 px (seeds 0, 1) | proxy at 32 px (seeds 0, 1) | synflow |",
+                  "|---|---:|---:|---|---|---|---:|"]
+
+        def seeds(v: list[Any]) -> str:
+            return ", ".join("–" if x is None else f"{100 * x:.1f}" for x in v) or "–"
+
+        for a in r56["archs"]:
+            syn = a["synflow"]
+            lines.append(
+                f"| {a['name']} | {_f(a['flops'] and a['flops'] / 1e6, 1)} | "
+                f"{_f(a['params'] and a['params'] / 1e3, 1)}k | {seeds(a['reference'])} | "
+                f"{seeds(a['default_proxy'])} | {seeds(a['proxy_r32'])} | "
+                f"{'–' if syn is None else f'{syn:.3g}'} |")
+        pooled = r56.get("pooled_default_tau")
+        if pooled:
+            lines += ["", f"Default proxy over cifar_resnet20 and cifar_resnet56 together "
+                      f"({pooled['n']} references, {pooled['n_r56']} of them cifar_resnet56): "
+                      f"Kendall τ {_f(pooled['tau'])} [{_f(pooled['tau_ci'][0])}, "
+                      f"{_f(pooled['tau_ci'][1])}]."]
     lines.append("")
     return "\n".join(lines)

@@ -4,7 +4,12 @@ import math
 
 import pytest
 
-from experiments.proxy_fidelity_analysis import bootstrap_ci, kendall_tau, spearman_rho
+from experiments.proxy_fidelity_analysis import (
+    bootstrap_ci,
+    kendall_tau,
+    noise_ceiling,
+    spearman_rho,
+)
 
 
 def test_kendall_tau_b_counts_pairs_and_ties():
@@ -32,3 +37,27 @@ def test_bootstrap_interval_contains_the_estimate_and_is_seeded():
     lo, hi = bootstrap_ci(x, y, kendall_tau, reps=300, seed=1)
     assert lo <= kendall_tau(x, y) <= hi <= 1.0
     assert (lo, hi) == bootstrap_ci(x, y, kendall_tau, reps=300, seed=1)
+
+
+def test_noise_ceiling_is_one_without_seed_noise_and_none_without_pairs():
+    runs = {"a": [0.60, 0.60], "b": [0.50, 0.50], "c": [0.70]}
+    c = noise_ceiling(runs)
+    assert c["pairs"] == 2 and c["noise_sd"] == 0.0 and c["ceiling"] == 1.0
+    assert noise_ceiling({"a": [0.6, 0.5], "b": [0.5], "c": [0.7]}) is None  # one pair
+
+
+def test_noise_ceiling_matches_the_gaussian_closed_form():
+    # 40 architectures, two seeds each, every pair 0.02 apart: noise variance per run
+    # 0.02^2 / 2 = 2e-4, so each reference mean (of 2) carries 1e-4.
+    runs = {str(i): [0.5 + 0.01 * (i % 8) + 0.01, 0.5 + 0.01 * (i % 8) - 0.01]
+            for i in range(40)}
+    c = noise_ceiling(runs, reps=3000)
+    assert c["noise_sd"] == pytest.approx(math.sqrt(2e-4))
+    means = [0.5 + 0.01 * (i % 8) for i in range(40)]
+    mu = sum(means) / 40
+    true_var = sum((m - mu) ** 2 for m in means) / 39 - 1e-4
+    assert c["true_sd"] == pytest.approx(math.sqrt(true_var))
+    rho = math.sqrt(true_var / (true_var + 1e-4))
+    assert c["ceiling"] == pytest.approx(2 / math.pi * math.asin(rho), abs=0.01)
+    lo, hi = c["ceiling_range"]
+    assert lo < c["ceiling"] < hi
