@@ -147,8 +147,8 @@ def architectures(work: Path) -> list[dict[str, Any]]:
     paper56["slots"] = "all"  # the same network, written in the search's slot policy
     r56 = [
         ("r56 all conv", s56.uniform("conv")),
-        ("r56 scconv(a=0.5) paper placement", Architecture.from_dict(paper56)),
         ("r56 all oct(a=0.5)", s56.uniform("oct(a=0.5)")),
+        ("r56 scconv(a=0.5) paper placement", Architecture.from_dict(paper56)),
     ]
     out += [{"name": n, "group": "r56", "arch": a} for n, a in r56]
     seen, unique = set(), []

@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 MINI = "/work/shared/data/cifar10-mini"
 RAW = HERE / "results" / "proxy_fidelity_raw" / "results.jsonl"
 PROXY = "s2000-e2-r32"
+DEFAULT_PROXY = "s2000-e2-r16"  # the search's default for the CIFAR ResNets since 2026-12-06
 
 
 def _config(work: Path) -> Any:
@@ -61,7 +62,7 @@ def run(work: Path, stages: list[int], bn_batches: int, lr: float) -> None:
     import torch
 
     from evaluators.supernet.model import Supernet
-    from evaluators.supernet.score import SupernetEvaluator, recalibrate_bn, validate_top1
+    from evaluators.supernet.score import SupernetEvaluator
     from evaluators.supernet.train import PathSampler, read_checkpoint, train_supernet
     from experiments._machine import machine_description
     from experiments.proxy_fidelity import architectures
@@ -71,7 +72,6 @@ def run(work: Path, stages: list[int], bn_batches: int, lr: float) -> None:
     archs = [a for a in architectures(work) if a["arch"].backbone == "cifar_resnet20"]
     space = ev.space_of(archs[0]["arch"])
     train, val = ev.base.loaders(32, 10)
-    dev = torch.device("cpu")
     epochs = max(stages)
     file = work / "supernet" / f"r20-uniform-e{epochs}-lr{lr:g}.pt"
     settings = {"space": [s.label for s in space.menu], "epochs": epochs, "lr": lr, "seed": 0}
@@ -102,24 +102,7 @@ def run(work: Path, stages: list[int], bn_batches: int, lr: float) -> None:
                 checkpoint=file, resume=ckpt, stop_after=stage, log=print,
             )  # fmt: skip
             record["cpu_s_this_call"] = time.thread_time() - t0
-        rows = []
-        trained_bn = {k: v.clone() for k, v in net.state_dict().items() if ".running_" in k}
-        for item in archs:
-            arch = item["arch"]
-            net.set_path(arch)
-            net.load_state_dict(trained_bn, strict=False)  # the statistics training left
-            net.eval()
-            plain = validate_top1(net, val, dev, None)[0]
-            t0 = time.perf_counter()
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                recalibrate_bn(net, train, bn_batches, dev)
-            acc, loss = validate_top1(net, val, dev, None)
-            rows.append(
-                {"name": item["name"], "arch_id": arch.arch_id, "acc_bn": acc, "loss_bn": loss,
-                 "acc_no_bn": plain, "score_s": time.perf_counter() - t0}
-            )  # fmt: skip
-            print(f"  epoch {stage}: {item['name']}: {plain:.3f} -> {acc:.3f}", flush=True)
+        rows = _score(net, archs, train, val, bn_batches, stage)
         with open(scores, "a") as f:
             f.write(
                 json.dumps(
@@ -131,8 +114,153 @@ def run(work: Path, stages: list[int], bn_batches: int, lr: float) -> None:
             )  # fmt: skip
 
 
-def _references(paths: list[Path]) -> tuple[dict[str, float], dict[str, float]]:
-    """``arch_id -> mean reference test top-1`` and ``arch_id -> mean proxy accuracy``."""
+def _score(net: Any, archs: list[dict[str, Any]], train: Any, val: Any, bn_batches: int,
+           stage: int) -> list[dict[str, Any]]:
+    """Supernet scores of ``archs``, without and with BatchNorm recalibration."""
+    import torch
+
+    from evaluators.supernet.score import recalibrate_bn, validate_top1
+
+    dev = torch.device("cpu")
+    rows = []
+    trained_bn = {k: v.clone() for k, v in net.state_dict().items() if ".running_" in k}
+    for item in archs:
+        arch = item["arch"]
+        net.set_path(arch)
+        net.load_state_dict(trained_bn, strict=False)  # the statistics training left
+        net.eval()
+        plain = validate_top1(net, val, dev, None)[0]
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            recalibrate_bn(net, train, bn_batches, dev)
+        acc, loss = validate_top1(net, val, dev, None)
+        rows.append(
+            {"name": item["name"], "arch_id": arch.arch_id, "acc_bn": acc, "loss_bn": loss,
+             "acc_no_bn": plain, "score_s": time.perf_counter() - t0}
+        )  # fmt: skip
+        print(f"  epoch {stage}: {item['name']}: {plain:.3f} -> {acc:.3f}", flush=True)
+    net.load_state_dict(trained_bn, strict=False)
+    return rows
+
+
+def _stages(work: Path) -> list[dict[str, Any]]:
+    """The scored stages, a later line of a stage (``--rescore``) adding rows to it."""
+    by_stage: dict[int, dict[str, Any]] = {}
+    for line in (work / "scores.jsonl").read_text().splitlines():
+        st = json.loads(line)
+        if st["stage"] in by_stage:
+            seen = {r["arch_id"] for r in by_stage[st["stage"]]["rows"]}
+            by_stage[st["stage"]]["rows"] += [r for r in st["rows"] if r["arch_id"] not in seen]
+        else:
+            by_stage[st["stage"]] = st
+    return [by_stage[k] for k in sorted(by_stage)]
+
+
+def rescore(work: Path, bn_batches: int, archs_from: Path) -> None:
+    """Score the architectures the last stage has not scored (new references) with its
+    supernet; appended as another line of that stage."""
+    import torch
+
+    from evaluators.supernet.model import Supernet
+    from evaluators.supernet.score import SupernetEvaluator
+    from evaluators.supernet.train import read_checkpoint
+    from experiments._machine import machine_description
+    from experiments.proxy_fidelity import architectures
+
+    torch.set_num_threads(1)
+    last = _stages(work)[-1]
+    seen = {r["arch_id"] for r in last["rows"]}
+    archs = [a for a in architectures(archs_from)
+             if a["arch"].backbone == "cifar_resnet20" and a["arch"].arch_id not in seen]
+    if not archs:
+        print("every architecture is scored", flush=True)
+        return
+    ev = SupernetEvaluator(_config(work), log=print)
+    net = Supernet(ev.space_of(archs[0]["arch"]))
+    ckpt = read_checkpoint(work / "supernet" / f"r20-uniform-e{last['stage']}-lr{last['lr']:g}.pt")
+    if ckpt is None or ckpt["record"]["epochs_done"] < last["stage"]:
+        raise SystemExit(f"no supernet trained {last['stage']} epochs in {work / 'supernet'}")
+    net.load_state_dict(ckpt["model"])
+    train, val = ev.base.loaders(32, 10)
+    rows = _score(net, archs, train, val, bn_batches, last["stage"])
+    with open(work / "scores.jsonl", "a") as f:
+        f.write(json.dumps({**last, "rows": rows, "bn_batches": bn_batches,
+                            "machine": machine_description(), "rescore": True,
+                            "finished": dt.datetime.now().isoformat(timespec="seconds")},
+                           sort_keys=True) + "\n")
+
+
+def finetune_run(
+    work: Path, epochs: int, references: list[Path], bn_batches: int, archs_from: Path
+) -> None:
+    """Fine-tune every referenced architecture ``epochs`` epochs from the last stage's supernet.
+
+    What ``nas.search --supernet-finetune`` does to a Pareto member: set the path, BatchNorm
+    recalibrated as for its score, :meth:`Supernet.extract` into the stand-alone network,
+    then :func:`evaluators.proxy.train_proxy` with the proxy's settings on the supernet's
+    training images, validated on the same 1,165 images. One record per architecture is
+    appended to ``<work>/finetune.jsonl`` (skipped on a rerun).
+    """
+    import torch
+
+    from evaluators.proxy import train_proxy, train_settings
+    from evaluators.supernet.model import Supernet
+    from evaluators.supernet.score import SupernetEvaluator, recalibrate_bn
+    from evaluators.supernet.train import read_checkpoint
+    from experiments._machine import machine_description
+    from experiments.proxy_fidelity import architectures
+
+    torch.set_num_threads(1)
+    refs, _ = _references(references)
+    last = _stages(work)[-1]["stage"]
+    config = _config(work)
+    ev = SupernetEvaluator(config, log=print)
+    archs = [a for a in architectures(archs_from)
+             if a["arch"].backbone == "cifar_resnet20" and a["arch"].arch_id in refs]
+    space = ev.space_of(archs[0]["arch"])
+    ckpt = read_checkpoint(work / "supernet" / f"r20-uniform-e{last}-lr0.05.pt")
+    if ckpt is None or ckpt["record"]["epochs_done"] < last:
+        raise SystemExit(f"no supernet trained {last} epochs in {work / 'supernet'}")
+    net = Supernet(space)
+    net.load_state_dict(ckpt["model"])
+    trained_bn = {k: v.clone() for k, v in net.state_dict().items() if ".running_" in k}
+    train, val = ev.base.loaders(32, 10)
+    dev = torch.device("cpu")
+    out = work / "finetune.jsonl"
+    done = set()
+    if out.is_file():
+        done = {(r["arch_id"], r["epochs"])
+                for r in map(json.loads, out.read_text().splitlines())}
+    for item in archs:
+        arch = item["arch"]
+        if (arch.arch_id, epochs) in done:
+            continue
+        net.set_path(arch)
+        net.load_state_dict(trained_bn, strict=False)  # the statistics training left
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            recalibrate_bn(net, train, bn_batches, dev)
+        model = net.extract(arch)
+        t0 = time.thread_time()
+        result, _ = train_proxy(model, train, val, epochs=epochs, **train_settings(config, dev))
+        rec = {"arch_id": arch.arch_id, "name": item["name"], "epochs": epochs,
+               "supernet_epochs": last, "accuracy": result.accuracy,
+               "val_loss": result.val_loss, "failure": result.failure,
+               "train_time_s": float(result.train_time_s), "cpu_s": time.thread_time() - t0,
+               "machine": machine_description(),
+               "finished": dt.datetime.now().isoformat(timespec="seconds")}
+        with open(out, "a") as f:
+            f.write(json.dumps(rec, sort_keys=True) + "\n")
+        print(f"  fine-tuned {epochs}: {item['name']}: {result.accuracy:.3f} "
+              f"({rec['cpu_s']:.0f} CPU-s)", flush=True)
+
+
+def _references(
+    paths: list[Path], variant: str = PROXY
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``arch_id -> mean reference test top-1`` and ``arch_id -> mean accuracy of the proxy
+    ``variant`` (over its seeds)``."""
     refs: dict[str, dict[int, float]] = {}
     proxy: dict[str, dict[int, float]] = {}
     for path in paths:
@@ -144,20 +272,20 @@ def _references(paths: list[Path]) -> tuple[dict[str, float], dict[str, float]]:
             r = json.loads(line)
             if r.get("kind") == "reference" and r.get("test_top1") is not None:
                 refs.setdefault(r["arch_id"], {})[r["seed"]] = r["test_top1"]
-            elif r.get("kind") == "proxy" and r.get("variant") == PROXY:
+            elif r.get("kind") == "proxy" and r.get("variant") == variant:
                 proxy.setdefault(r["arch_id"], {})[r["seed"]] = r["acc_large"]
     mean = lambda d: {k: statistics.mean(v.values()) for k, v in d.items()}  # noqa: E731
     return mean(refs), mean(proxy)
 
 
-def _proxy_seconds(paths: list[Path]) -> list[float]:
-    """Wall seconds (training + validation) of every s2000-e2-r32 proxy run recorded."""
+def _proxy_seconds(paths: list[Path], variant: str = PROXY) -> list[float]:
+    """Wall seconds (training + validation) of every proxy run of ``variant`` recorded."""
     out = []
     for path in paths:
         if path.is_file():
             for line in path.read_text().splitlines():
                 r = json.loads(line) if line.strip() else {}
-                if r.get("kind") == "proxy" and r.get("variant") == PROXY:
+                if r.get("kind") == "proxy" and r.get("variant") == variant:
                     out.append(r["train_time_s"] + r.get("val_time_s", 0.0))
     return out
 
@@ -166,7 +294,8 @@ def analyse(work: Path, references: list[Path]) -> str:
     from experiments.proxy_fidelity_analysis import bootstrap_ci, kendall_tau
 
     refs, proxy = _references(references)
-    stages = [json.loads(line) for line in (work / "scores.jsonl").read_text().splitlines()]
+    proxy16 = _references(references, DEFAULT_PROXY)[1]
+    stages = _stages(work)
     lines = [
         "# Supernet rank fidelity (issue 13)",
         "",
@@ -188,8 +317,9 @@ def analyse(work: Path, references: list[Path]) -> str:
         "statistics training left).",
         "",
         "| supernet epochs | training s (wall, cumulative) | tau, BN recalibrated [95 % CI] | "
-        "tau, no recalibration | proxy tau (same archs) | n | tau vs the proxy (all archs) |",
-        "|---|---|---|---|---|---|---|",
+        "tau, no recalibration | proxy tau (same archs) | default 16-px proxy tau (same "
+        "archs) | n | tau vs the proxy (all archs) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     out: dict[str, Any] = {"references": refs, "proxy": proxy, "stages": []}
     for st in stages:
@@ -202,20 +332,25 @@ def analyse(work: Path, references: list[Path]) -> str:
         tau_bn, tau_plain = kendall_tau(bn, y), kendall_tau(plain, y)
         ci = bootstrap_ci(bn, y, kendall_tau) if len(rows) >= 4 else (float("nan"),) * 2
         tau_proxy = kendall_tau([proxy[i] for i in both], [refs[i] for i in both])
+        both16 = [i for i in ids if i in proxy16]
+        tau16 = kendall_tau([proxy16[i] for i in both16], [refs[i] for i in both16])
         cpu = st["record"].get("train_time_s", float("nan"))
         vs = [r for r in st["rows"] if r["arch_id"] in proxy]
         tau_vs = kendall_tau([r["acc_bn"] for r in vs], [proxy[r["arch_id"]] for r in vs])
         lines.append(
             f"| {st['stage']} | {cpu:.0f} | {tau_bn:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] | "
-            f"{tau_plain:+.2f} | {tau_proxy:+.2f} | {len(rows)} | {tau_vs:+.2f} ({len(vs)}) |"
+            f"{tau_plain:+.2f} | {tau_proxy:+.2f} | {tau16:+.2f} ({len(both16)}) | "
+            f"{len(rows)} | {tau_vs:+.2f} ({len(vs)}) |"
         )
         out["stages"].append(
             {"epochs": st["stage"], "tau_bn": tau_bn, "tau_bn_ci": list(ci),
-             "tau_no_bn": tau_plain, "tau_proxy": tau_proxy, "n": len(rows),
+             "tau_no_bn": tau_plain, "tau_proxy": tau_proxy, "tau_default_proxy": tau16,
+             "n": len(rows),
              "tau_vs_proxy": tau_vs, "n_vs_proxy": len(vs),
              "train_time_s": cpu, "rows": st["rows"]}
         )  # fmt: skip
     last = stages[-1]
+    lines += _finetune_lines(work, last, refs, proxy16, out)
     lines += ["", f"Scores after {last['stage']} epochs (accuracy on 1,165 validation images):", ""]
     lines += ["| architecture | reference | proxy | supernet (BN recal.) | supernet (no recal.) |"]
     lines += ["|---|---|---|---|---|"]
@@ -231,6 +366,21 @@ def analyse(work: Path, references: list[Path]) -> str:
         f"validation images, one thread): median {med:.1f} s, range "
         f"{min(score_s):.1f}-{max(score_s):.1f} s.",
     ]
+    px16 = _proxy_seconds(references, DEFAULT_PROXY)
+    if px16:
+        train_s = float(last["record"]["train_time_s"])
+        m16 = statistics.median(px16)
+        sn = train_s + 1000 * med
+        lines += [
+            "",
+            f"Against the default proxy since 2026-12-06 (16 px, {m16:.1f} s per candidate, "
+            f"median of {len(px16)} runs): 1,000 supernet candidates cost {sn:,.0f} s, "
+            f"{1000 * m16:,.0f} s as proxies ({1000 * m16 / sn:.1f}x); the issue's target, "
+            f"less than 20 proxy trainings ({20 * m16:,.0f} s), is "
+            f"{'met' if sn < 20 * m16 else 'not met'}.",
+        ]
+        out["cost_default_proxy"] = {"proxy_s_per_candidate": m16, "n": 1000,
+                                     "supernet_s": sn, "proxy_s": 1000 * m16}
     px = _proxy_seconds(references)
     if px:
         train_s = float(last["record"]["train_time_s"])
@@ -266,6 +416,51 @@ def analyse(work: Path, references: list[Path]) -> str:
     return text
 
 
+def _finetune_lines(
+    work: Path, last: dict[str, Any], refs: dict[str, float], proxy16: dict[str, float],
+    out: dict[str, Any],
+) -> list[str]:
+    """The fine-tuning section: tau of the fine-tuned accuracies per number of epochs, next to
+    the supernet's own score and the default proxy on the same architectures."""
+    from experiments.proxy_fidelity_analysis import bootstrap_ci, kendall_tau
+
+    file = work / "finetune.jsonl"
+    if not file.is_file():
+        return []
+    recs = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    score = {r["arch_id"]: r["acc_bn"] for r in last["rows"]}
+    lines = [
+        "",
+        f"Fine-tuning (`--supernet-finetune N`): each referenced architecture taken out of the "
+        f"{last['stage']}-epoch supernet (BN recalibrated), trained N epochs with the proxy's "
+        "settings on the supernet's 3,495 training images, validated on the same 1,165 images "
+        "(`--finetune N`, records in `finetune.jsonl`):",
+        "",
+        "| N | n | tau fine-tuned [95 % CI] | tau supernet score (same archs) | tau default "
+        "16-px proxy (same archs) | CPU s per architecture (median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    out["finetune"] = []
+    for n in sorted({r["epochs"] for r in recs}):
+        rows = [r for r in recs if r["epochs"] == n and r["arch_id"] in refs
+                and r["accuracy"] is not None and r["arch_id"] in score]
+        if len(rows) < 4:
+            continue
+        ids = [r["arch_id"] for r in rows]
+        x, y = [r["accuracy"] for r in rows], [refs[i] for i in ids]
+        tau, ci = kendall_tau(x, y), bootstrap_ci(x, y, kendall_tau)
+        tau_s = kendall_tau([score[i] for i in ids], y)
+        both = [i for i in ids if i in proxy16]
+        tau16 = kendall_tau([proxy16[i] for i in both], [refs[i] for i in both])
+        cpu = statistics.median(r["cpu_s"] for r in rows)
+        lines.append(f"| {n} | {len(rows)} | {tau:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] | "
+                     f"{tau_s:+.2f} | {tau16:+.2f} ({len(both)}) | {cpu:.0f} |")
+        out["finetune"].append({"epochs": n, "n": len(rows), "tau": tau, "tau_ci": list(ci),
+                                "tau_supernet": tau_s, "tau_default_proxy": tau16,
+                                "cpu_s_median": cpu, "rows": rows})
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("runs/supernet_fidelity"))
@@ -274,7 +469,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--analyse", action="store_true")
     p.add_argument("--references", type=Path, action="append", default=None)
+    p.add_argument("--archs-from", type=Path, default=None, metavar="DIR",
+                   help="proxy_fidelity/found_vs_papers work folder whose searches add "
+                   "architectures (default: --work)")
+    p.add_argument("--rescore", action="store_true",
+                   help="score the architectures the last stage has not scored yet")
+    p.add_argument("--finetune", type=int, default=None, metavar="N",
+                   help="fine-tune every referenced architecture N epochs from the supernet")
     args = p.parse_args(argv)
+    if args.rescore:
+        rescore(args.work, args.bn_batches, args.archs_from or args.work)
+        return 0
+    if args.finetune is not None:
+        if args.finetune < 1:
+            p.error(f"--finetune must be a positive number of epochs, got {args.finetune}")
+        finetune_run(args.work, args.finetune, args.references or [RAW], args.bn_batches,
+                     args.archs_from or args.work)
+        return 0
     if args.analyse:
         print(analyse(args.work, args.references or [RAW]))
         return 0
