@@ -301,10 +301,13 @@ def analyse(work: Path, references: list[Path]) -> str:
         "",
         f"Machine: {stages[-1]['machine']}  ",
         "Command: `python experiments/supernet_fidelity.py --work runs/supernet_fidelity "
-        f"--stages {','.join(str(st['stage']) for st in stages)}`, then `--analyse` (the "
-        "scores are in `experiments/results/supernet_fidelity_raw/`: `--work` that folder to "
-        "redo the analysis)  ",
-        f"Date: {stages[-1]['finished']}",
+        f"--stages {','.join(str(st['stage']) for st in stages)}`; for the references "
+        "added later `--rescore --archs-from <found_vs_papers work folder>` (the last stage's "
+        "supernet scores them); `--finetune N --archs-from ...` for the fine-tuning rows; then "
+        "`--analyse` (the scores are in `experiments/results/supernet_fidelity_raw/`: `--work` "
+        "that folder to redo the analysis)  ",
+        f"Date: stages scored {stages[0]['finished']} to {stages[-1]['finished']}, analysed "
+        f"{dt.datetime.now().isoformat(timespec='minutes')}",
         "",
         f"References: {len(refs)} cifar_resnet20 architectures with a 30-epoch stand-alone "
         "training (test top-1 on the cifar10-mini test split, mean over seeds), from "
