@@ -63,6 +63,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "s2000-e2-r32": {"subset": 2000, "epochs": 2, "resolution": 32},
     "s2000-e2-r16": {"subset": 2000, "epochs": 2, "resolution": 16},
     "sall-e2-r32": {"subset": None, "epochs": 2, "resolution": 32},
+    # around the 16-px default: more images, more epochs
+    "sall-e2-r16": {"subset": None, "epochs": 2, "resolution": 16},
+    "s2000-e4-r16": {"subset": 2000, "epochs": 4, "resolution": 16},
     "s2000-e4-r32": {"subset": 2000, "epochs": 4, "resolution": 32},
     "sall-e4-r16": {"subset": None, "epochs": 4, "resolution": 16},
     "sall-e8-r16": {"subset": None, "epochs": 8, "resolution": 16},
@@ -183,7 +186,9 @@ def queue(archs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for v in ("sall-e2-r32", "s2000-e4-r32", "sall-e4-r16", "sall-e8-r16"):
         for seed in (0, 1):
             more += [{"kind": "proxy", "variant": v, "seed": seed, "arch": a} for a in r20]
-    items += refs + more
+    at16 = [{"kind": "proxy", "variant": v, "seed": seed, "arch": a}
+            for v in ("sall-e2-r16", "s2000-e4-r16") for seed in (0, 1) for a in r20]
+    items += refs + at16 + more
     items += [{"kind": "reference", "seed": 0, "arch": a} for a in r56]
     items += [{"kind": "zero_cost", "arch": a} for a in r56]
     items += [{"kind": "proxy", "variant": v, "seed": s, "arch": a}
@@ -395,7 +400,7 @@ def run_zero_cost(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker(work: Path, results: Path, kinds: set[str], stop_after: float | None,
-           groups: set[str] | None = None) -> None:
+           groups: set[str] | None = None, referenced_only: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -404,8 +409,10 @@ def worker(work: Path, results: Path, kinds: set[str], stop_after: float | None,
     failures: dict[str, int] = {}
     while True:
         done = done_keys(results)
+        refs = {k.split("-")[1] for k in done if k.startswith("reference-")}
         todo = [i for i in queue(archs) if item_key(i) not in done and i["kind"] in kinds
-                and failures.get(item_key(i), 0) < 2]
+                and failures.get(item_key(i), 0) < 2
+                and (not referenced_only or i["arch"]["arch"].arch_id in refs)]
         if not todo:
             print("nothing left to do", flush=True)
             return
@@ -456,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="print the architectures and exit")
     p.add_argument("--analyse", action="store_true", help="write the Markdown and JSON results")
     p.add_argument("--stop-after", type=float, default=None, help="seconds, then exit")
+    p.add_argument("--referenced-only", action="store_true",
+                   help="only architectures with a finished reference run")
     p.add_argument("--groups", default=None,
                    help="only these architecture groups (comma-separated, e.g. r56)")
     a = p.parse_args(argv)
@@ -471,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.worker:
         groups = set(a.groups.split(",")) if a.groups else None
-        worker(a.work, results, set(a.kinds.split(",")), a.stop_after, groups)
+        worker(a.work, results, set(a.kinds.split(",")), a.stop_after, groups,
+               a.referenced_only)
     if a.analyse:
         from experiments._machine import command_line, machine_description
         from experiments.proxy_fidelity_analysis import analyse
