@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["analyse", "bootstrap_ci", "kendall_tau", "noise_ceiling", "spearman_rho"]
+__all__ = [
+    "analyse", "bootstrap_ci", "kendall_tau", "noise_ceiling", "paired_difference", "spearman_rho",
+]
 
 #: The search's default proxy for the CIFAR ResNets (evaluators.config): 2 epochs on 2,000
 #: images at 16 px, accuracy on the fixed 1,165-image validation split.
@@ -135,6 +137,35 @@ def noise_ceiling(
     }
 
 
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], y: Sequence[float], stat: Any = kendall_tau,
+    reps: int = 2000, seed: int = 0,
+) -> dict[str, float]:
+    """``stat(a, y) - stat(b, y)`` with a 95 % interval and the share of resamples above 0,
+    the architectures resampled together for both scores (a paired bootstrap)."""
+    n = len(y)
+    if not len(a) == len(b) == n:
+        raise ValueError(f"a, b and y differ in length: {len(a)}, {len(b)}, {n}")
+    rng = random.Random(seed)
+    diffs = []
+    for _ in range(reps):
+        idx = [rng.randrange(n) for _ in range(n)]
+        ys = [y[i] for i in idx]
+        d = stat([a[i] for i in idx], ys) - stat([b[i] for i in idx], ys)
+        if not math.isnan(d):
+            diffs.append(d)
+    diffs.sort()
+    if not diffs:
+        nan = float("nan")
+        return {"diff": nan, "lo": nan, "hi": nan, "p_above": nan}
+    return {
+        "diff": stat(a, y) - stat(b, y),
+        "lo": diffs[int(0.025 * len(diffs))],
+        "hi": diffs[min(len(diffs) - 1, int(0.975 * len(diffs)))],
+        "p_above": sum(d > 0 for d in diffs) / len(diffs),
+    }
+
+
 # ----------------------------------------------------------------------------------- analysis
 
 
@@ -220,6 +251,16 @@ def analyse(results: Path, work: Path, out_dir: Path, command: str, machine: str
             row = _row(name, cand, ref, two)
             if row is not None:
                 rows.append(row)
+    loss_vs_acc = []
+    for v in sorted({r["variant"] for r in r20 if r["kind"] == "proxy"}):
+        last = max(r["rungs"][-1]["epoch"] for r in r20 if r.get("variant") == v)
+        acc = cands.get(f"{v} @ep{last} acc_large", {}).get("scores", {})
+        loss = cands.get(f"{v} @ep{last} loss_large", {}).get("scores", {})
+        ids = sorted(a for a in ref if 0 in acc.get(a, {}) and 0 in loss.get(a, {}))
+        if len(ids) >= 5:
+            d = paired_difference([loss[a][0] for a in ids], [acc[a][0] for a in ids],
+                                  [ref[a] for a in ids])
+            loss_vs_acc.append({"variant": f"{v} @ep{last}", "n": len(ids), **d})
     names = {r["arch_id"]: (r["name"], r["group"]) for r in recs}
     per_arch = []
     for a, runs in sorted(ref_runs.items(), key=lambda kv: -statistics.fmean(kv[1])):
@@ -243,6 +284,7 @@ def analyse(results: Path, work: Path, out_dir: Path, command: str, machine: str
     stamp = dt.datetime.now().isoformat(timespec="minutes")
     payload = {"date": stamp, "machine": machine, "command": command, "n_reference_archs":
                len(ref), "reference_noise": ref_noise, "rows": rows, "per_arch": per_arch,
+               "loss_vs_accuracy": loss_vs_acc,
                "r56": _r56(recs, names)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "proxy_fidelity.json").write_text(json.dumps(payload, indent=1) + "\n")
@@ -331,6 +373,16 @@ def _markdown(p: dict[str, Any]) -> str:
             f"{_f(r['tau_ci'][1])}] | {_f(r['rho'])} [{_f(r['rho_ci'][0])}, "
             f"{_f(r['rho_ci'][1])}] | {_f(r['seed_tau'])} | {_f(r['cost_s'], 1)} |"
         )
+    if p.get("loss_vs_accuracy"):
+        lines += ["", "## Validation loss against validation accuracy (the same runs, seed 0)",
+                  "", "Kendall τ of the loss (negated) minus τ of the accuracy, both on the "
+                  "1,165-image split at the end of the schedule; paired bootstrap over "
+                  "architectures.", "",
+                  "| proxy | n | τ(loss) − τ(accuracy) [95 % CI] | share of resamples > 0 |",
+                  "|---|---:|---|---:|"]
+        for d in p["loss_vs_accuracy"]:
+            lines.append(f"| {d['variant']} | {d['n']} | {d['diff']:+.2f} [{d['lo']:+.2f}, "
+                         f"{d['hi']:+.2f}] | {d['p_above']:.2f} |")
     lines += ["", "## Per architecture", "",
               "| architecture | group | MFLOPs | params | reference test top-1 (seeds) | "
               "default proxy (seeds 0, 1) |", "|---|---|---:|---:|---|---|"]

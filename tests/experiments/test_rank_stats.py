@@ -8,6 +8,7 @@ from experiments.proxy_fidelity_analysis import (
     bootstrap_ci,
     kendall_tau,
     noise_ceiling,
+    paired_difference,
     spearman_rho,
 )
 
@@ -61,3 +62,17 @@ def test_noise_ceiling_matches_the_gaussian_closed_form():
     assert c["ceiling"] == pytest.approx(2 / math.pi * math.asin(rho), abs=0.01)
     lo, hi = c["ceiling_range"]
     assert lo < c["ceiling"] < hi
+
+
+def test_paired_difference_resamples_architectures_together():
+    y = [1, 2, 3, 4, 5, 6]
+    perfect, swapped = [1, 2, 3, 4, 5, 6], [2, 1, 4, 3, 6, 5]
+    d = paired_difference(perfect, swapped, y, reps=500)
+    # tau(perfect) = 1; tau(swapped) = (15 - 2 * 3) / 15 = 0.6
+    assert d["diff"] == pytest.approx(1 - 0.6)
+    # perfect ranks every resample right, so no resample can favour swapped
+    assert 0 <= d["lo"] <= d["diff"] <= d["hi"] <= 2 and d["p_above"] > 0.5
+    same = paired_difference(perfect, perfect, y, reps=200)
+    assert (same["diff"], same["lo"], same["hi"], same["p_above"]) == (0, 0, 0, 0)
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_difference([1, 2], [1], [1, 2])
