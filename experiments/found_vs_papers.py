@@ -229,6 +229,33 @@ def measure_latency(nets: list[dict[str, Any]], rounds: int = 7, passes: int = 2
                 "cpu_ms_range": [min(cpu[k]), max(cpu[k])]} for k in models}
 
 
+def evaluated(work: Path, backbones: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """``arch_id -> [{"search", "trial", "proxy_accuracy"}]`` over the current round's searches:
+    which networks a search evaluated, and what its proxy said (answers "was it proposed?")."""
+    import optuna
+
+    db = work / "found_vs_papers.db"
+    if not db.is_file():
+        return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out: dict[str, list[dict[str, Any]]] = {}
+    storage = f"sqlite:///{db}"
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    for backbone in backbones:
+        for share in BUDGETS:
+            name = search_name(backbone, share)
+            if name not in names:
+                continue
+            for t in optuna.load_study(study_name=name, storage=storage).get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+            ):
+                arch_id = t.user_attrs.get("arch_id")
+                if arch_id and t.values:
+                    out.setdefault(arch_id, []).append(
+                        {"search": name, "trial": t.number, "proxy_accuracy": t.values[0]})
+    return out
+
+
 def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Path:
     import matplotlib
 
@@ -269,6 +296,9 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
                      "latency_cpu_ms": lat.get(a.arch_id, {}).get("cpu_ms"),
                      "proxy_accuracy": n.get("proxy_accuracy", found_proxy.get(a.arch_id)),
                      "found_as": found_as.get(a.arch_id, [])})
+    seen_by = evaluated(work, backbones)
+    for r in rows:
+        r["evaluated_by"] = seen_by.get(r["arch_id"], [])
     comparisons = []
     found = [r for r in rows if r["found_as"] and r["acc_mean"] is not None]
     for p in rows:
@@ -280,7 +310,8 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
                   and f["latency_cpu_ms"] <= p["latency_cpu_ms"]]
         comparisons.append({"paper": p["name"], "found_dominating_by_flops": by_flops,
                             "found_dominating_by_latency": by_lat,
-                            "kept_by_search": p["found_as"]})
+                            "kept_by_search": p["found_as"],
+                            "evaluated_by": p["evaluated_by"]})
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     colours = {"backbone": "black", "paper": "tab:blue", "found 50%": "tab:red",
                "found 70%": "tab:orange", "round 1 50%": "lightcoral",
@@ -345,6 +376,15 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
         lines.append(f"- {c['paper']}{kept}: FLOPs "
                      f"{', '.join(c['found_dominating_by_flops']) or 'none'}"
                      f"; latency {', '.join(c['found_dominating_by_latency']) or 'none'}")
+    lines += ["", "Was each paper network evaluated by the current searches, and what did "
+              "their proxy say (validation accuracy after 2 epochs at 16 px)?", ""]
+    for c in comparisons:
+        ev = c["evaluated_by"]
+        said = "; ".join(f"{e['search']} trial {e['trial']}: proxy {100 * e['proxy_accuracy']:.1f}"
+                         for e in ev) or "not evaluated"
+        lines.append(f"- {c['paper']}: {said}"
+                     + (" (kept on the front)" if c["kept_by_search"] else
+                        (" (dropped: another trial beat it on the proxy)" if ev else "")))
     (out / "found_vs_papers.md").write_text("\n".join(lines) + "\n")
     return out / "found_vs_papers.md"
 
