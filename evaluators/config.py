@@ -50,7 +50,7 @@ def default_proxy_resolution(
 
     - 16 for the CIFAR ResNets (``cifar_resnet20`` ... ``cifar_resnet110``) at 32x32: on real
       CIFAR-10 photographs, 2 proxy epochs at 16 px ranked cifar_resnet20 architectures like
-      30-epoch training at least as well as at 32 px (Kendall tau 0.57 against 0.39 on 18
+      30-epoch training at least as well as at 32 px (Kendall tau 0.55 against 0.38 on 18
       architectures, 0.66 against 0.58 on the first 10) for a quarter of the compute (19 s
       against 74 s per candidate on one CPU thread): experiments/results/proxy_fidelity.md.
     - On a CPU, the dataset's own image size when it is smaller than the architecture's
