@@ -157,14 +157,31 @@ def _stages(work: Path) -> list[dict[str, Any]]:
     return [by_stage[k] for k in sorted(by_stage)]
 
 
+def _last_supernet(work: Path, arch: Any) -> tuple[Any, Any, dict[str, Any], Any, Any]:
+    """``(evaluator, supernet, last stage, train loader, val loader)``: the supernet the last
+    scored stage was trained to, loaded from its checkpoint (one sentence and exit when missing)."""
+    from evaluators.supernet.model import Supernet
+    from evaluators.supernet.score import SupernetEvaluator
+    from evaluators.supernet.train import read_checkpoint
+
+    last = _stages(work)[-1]
+    ev = SupernetEvaluator(_config(work), log=print)
+    file = work / "supernet" / f"r20-uniform-e{last['stage']}-lr{last['lr']:g}.pt"
+    ckpt = read_checkpoint(file)
+    if ckpt is None or ckpt["record"]["epochs_done"] < last["stage"]:
+        print(f"no supernet trained {last['stage']} epochs at {file}", file=sys.stderr)
+        raise SystemExit(2)
+    net = Supernet(ev.space_of(arch))
+    net.load_state_dict(ckpt["model"])
+    train, val = ev.base.loaders(32, 10)
+    return ev, net, last, train, val
+
+
 def rescore(work: Path, bn_batches: int, archs_from: Path) -> None:
     """Score the architectures the last stage has not scored (new references) with its
     supernet; appended as another line of that stage."""
     import torch
 
-    from evaluators.supernet.model import Supernet
-    from evaluators.supernet.score import SupernetEvaluator
-    from evaluators.supernet.train import read_checkpoint
     from experiments._machine import machine_description
     from experiments.proxy_fidelity import architectures
 
@@ -176,13 +193,7 @@ def rescore(work: Path, bn_batches: int, archs_from: Path) -> None:
     if not archs:
         print("every architecture is scored", flush=True)
         return
-    ev = SupernetEvaluator(_config(work), log=print)
-    net = Supernet(ev.space_of(archs[0]["arch"]))
-    ckpt = read_checkpoint(work / "supernet" / f"r20-uniform-e{last['stage']}-lr{last['lr']:g}.pt")
-    if ckpt is None or ckpt["record"]["epochs_done"] < last["stage"]:
-        raise SystemExit(f"no supernet trained {last['stage']} epochs in {work / 'supernet'}")
-    net.load_state_dict(ckpt["model"])
-    train, val = ev.base.loaders(32, 10)
+    _, net, _, train, val = _last_supernet(work, archs[0]["arch"])
     rows = _score(net, archs, train, val, bn_batches, last["stage"])
     with open(work / "scores.jsonl", "a") as f:
         f.write(json.dumps({**last, "rows": rows, "bn_batches": bn_batches,
@@ -205,27 +216,17 @@ def finetune_run(
     import torch
 
     from evaluators.proxy import train_proxy, train_settings
-    from evaluators.supernet.model import Supernet
-    from evaluators.supernet.score import SupernetEvaluator, recalibrate_bn
-    from evaluators.supernet.train import read_checkpoint
+    from evaluators.supernet.score import recalibrate_bn
     from experiments._machine import machine_description
     from experiments.proxy_fidelity import architectures
 
     torch.set_num_threads(1)
     refs, _ = _references(references)
-    last = _stages(work)[-1]["stage"]
-    config = _config(work)
-    ev = SupernetEvaluator(config, log=print)
     archs = [a for a in architectures(archs_from)
              if a["arch"].backbone == "cifar_resnet20" and a["arch"].arch_id in refs]
-    space = ev.space_of(archs[0]["arch"])
-    ckpt = read_checkpoint(work / "supernet" / f"r20-uniform-e{last}-lr0.05.pt")
-    if ckpt is None or ckpt["record"]["epochs_done"] < last:
-        raise SystemExit(f"no supernet trained {last} epochs in {work / 'supernet'}")
-    net = Supernet(space)
-    net.load_state_dict(ckpt["model"])
+    ev, net, stage, train, val = _last_supernet(work, archs[0]["arch"])
+    config, last = ev.config, stage["stage"]
     trained_bn = {k: v.clone() for k, v in net.state_dict().items() if ".running_" in k}
-    train, val = ev.base.loaders(32, 10)
     dev = torch.device("cpu")
     out = work / "finetune.jsonl"
     done = set()
