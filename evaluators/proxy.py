@@ -124,8 +124,16 @@ def _reseed_loader(loader: Iterable, seed: int) -> None:
 
     The loader's generators are reseeded; so is the dataset's own augmentation generator
     (``evaluators.data`` datasets augment whole batches in the main process from a generator
-    they own, which would otherwise carry its state from one candidate to the next).
+    they own, which would otherwise carry its state from one candidate to the next). Persistent
+    worker processes (image folders) are shut down: each keeps the global RNG that torchvision's
+    random transforms draw from, seeded once when it started, so it would carry its state from
+    one epoch and one candidate to the next (the same architecture scored differently after
+    other candidates). The next epoch starts new workers, seeded from the reseeded generator.
     """
+    it = getattr(loader, "_iterator", None)
+    if getattr(loader, "persistent_workers", False) and it is not None:
+        it._shutdown_workers()
+        loader._iterator = None
     gens = {
         id(g): g
         for g in (
