@@ -18,13 +18,20 @@ __all__ = [
     "EXTRA_KEYS",
     "LATENCY_MODES",
     "NATIVE_RESOLUTION",
+    "PROXY_SCORES",
     "EvalConfig",
     "default_proxy_resolution",
+    "proxy_score",
     "validate_config",
 ]
 
 #: Values of ``EvalConfig.latency``.
 LATENCY_MODES = ("measure", "predict", "off")
+#: Values of ``EvalConfig.proxy_score``: what the accuracy objective's value is after proxy
+#: training. ``"loss"``: ``exp(-validation cross-entropy)``, the geometric mean of the
+#: probability the network gives each validation image's true class (in (0, 1], ranks like the
+#: loss); ``"accuracy"``: validation top-1. See :func:`proxy_score`.
+PROXY_SCORES = ("loss", "accuracy")
 #: Keys of ``EvalConfig.extra`` the evaluator reads (others are kept, unused).
 EXTRA_KEYS = {
     "augment": "proxy augmentation: 'cifar', 'imagenet' or None",
@@ -70,6 +77,25 @@ def default_proxy_resolution(
     return None
 
 
+def proxy_score(kind: str, accuracy: float | None, val_loss: float | None) -> float | None:
+    """The accuracy objective's value from a validation pass: top-1 (``kind="accuracy"``) or
+    ``exp(-val_loss)`` (``"loss"``); ``None`` when the needed number is missing or not finite.
+
+    Why the loss is the default: on real photographs (cifar10-mini, 18 cifar_resnet20
+    architectures against 30-epoch trainings) the validation loss after 2 proxy epochs on
+    3,495 images ranked the architectures at Kendall tau 0.77, top-1 of the same runs at 0.58
+    (paired bootstrap: the loss better in every resample); experiments/results/proxy_fidelity.md.
+    The loss counts how confident the network is on every image, where top-1 only counts the
+    images that crossed the decision boundary after two epochs.
+    """
+    if kind not in PROXY_SCORES:
+        raise ValueError(f"proxy score must be one of {', '.join(PROXY_SCORES)}, got {kind!r}")
+    value = accuracy if kind == "accuracy" else val_loss
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value) if kind == "accuracy" else math.exp(-float(value))
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """How candidates are scored. Every field is JSON-serialisable (it is saved with a search)."""
@@ -78,8 +104,9 @@ class EvalConfig:
     data_dir: str = "data"
     download: bool = True
     proxy_epochs: int = 2
-    proxy_subset: int | None = 2000
+    proxy_subset: int | None = 3500
     proxy_resolution: int | None = None
+    proxy_score: str = "loss"
     val_fraction: float = 0.25
     val_size: int | None = 2000
     batch_size: int = 64
@@ -173,6 +200,10 @@ def validate_config(config: EvalConfig) -> None:
         if not isinstance(getattr(c, name), bool):
             raise ValueError(f"{name} must be True or False, got {getattr(c, name)!r}")
     resolve_device(c.device)
+    if c.proxy_score not in PROXY_SCORES:
+        raise ValueError(
+            f"proxy_score must be one of {', '.join(PROXY_SCORES)}, got {c.proxy_score!r}"
+        )
     if c.latency not in LATENCY_MODES:
         raise ValueError(f"latency must be one of {', '.join(LATENCY_MODES)}, got {c.latency!r}")
     if c.zero_cost is not None and c.zero_cost not in ZERO_COST_NAMES:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["OBJECTIVES", "OBJECTIVE_DIRECTIONS", "Metrics"]
+__all__ = ["OBJECTIVES", "OBJECTIVE_DIRECTIONS", "Metrics", "accuracy_objective"]
 
 #: Objective names a search may use, and whether each is maximised or minimised.
 OBJECTIVES = ("accuracy", "flops", "params", "latency")
@@ -32,6 +32,11 @@ class Metrics:
     (non-finite loss, out of memory, an exception inside an op), in which case ``accuracy``
     is None. ``fidelity`` is the number of proxy epochs actually trained (0: none).
 
+    ``score`` is the value the search maximises as its accuracy objective, when it is not
+    ``accuracy`` itself: the built-in evaluators set it from ``EvalConfig.proxy_score``
+    (``exp(-val_loss)`` by default); ``None`` (a custom evaluator that does not set it) means
+    ``accuracy`` is the objective. See :func:`accuracy_objective`.
+
     Units: ``accuracy`` is validation top-1 as a fraction in [0, 1]; ``latency_ms`` the median
     and ``latency_iqr_ms`` the interquartile range of timed forward passes; ``train_time_s``
     the proxy training time spent on this architecture so far (all fidelity levels);
@@ -43,6 +48,7 @@ class Metrics:
     params: int
     inference_params: int
     accuracy: float | None = None
+    score: float | None = None
     latency_ms: float | None = None
     latency_iqr_ms: float | None = None
     latency_source: str | None = None  # "measured" or "predicted"
@@ -60,3 +66,8 @@ class Metrics:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Metrics:
         return cls(**d)
+
+
+def accuracy_objective(m: Metrics) -> float | None:
+    """The value of the accuracy objective: ``m.score`` when set, else ``m.accuracy``."""
+    return m.score if m.score is not None else m.accuracy

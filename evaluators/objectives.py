@@ -13,7 +13,8 @@ scores one candidate in order of cost, stopping as soon as a budget is broken:
 3. The zero-cost score named by ``config.zero_cost`` (optional) on one fixed batch.
 4. Proxy training (:func:`evaluators.proxy.train_proxy`) to ``fidelity`` epochs (default
    ``config.proxy_epochs``; 0 stops after step 3), on a validation split carved out of the
-   training set, then validation top-1.
+   training set, then validation top-1 (``accuracy``) and loss; ``score``, the accuracy
+   objective, is ``exp(-loss)`` or top-1 as ``config.proxy_score`` says.
 
 Fidelity levels: a search can ask for ``fidelity=0`` (cheap metrics and zero-cost screen),
 then 1 epoch, then the full proxy epochs. Each training run keeps its state in a *state store*
@@ -52,7 +53,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from evaluators.config import LATENCY_MODES, EvalConfig, validate_config
+from evaluators.config import LATENCY_MODES, EvalConfig, proxy_score, validate_config
 from evaluators.metrics import OBJECTIVE_DIRECTIONS, OBJECTIVES, Metrics
 from evaluators.state_store import StateStore, StoredEvaluation
 
@@ -353,6 +354,8 @@ class Evaluator:
         finally:
             del model
         m.accuracy = result.accuracy
+        if result.failure is None:
+            m.score = proxy_score(c.proxy_score, result.accuracy, result.val_loss)
         m.train_time_s = result.total_train_time_s
         m.fidelity = result.epochs_done
         m.failure = result.failure
@@ -370,6 +373,7 @@ class Evaluator:
             "images_per_s": result.images_per_s,
             "train_loss": result.train_loss,
             "val_loss": result.val_loss,
+            "score": c.proxy_score,
             "amp": result.amp_dtype,
             "device": str(self.device),
             "train_time_this_call_s": result.train_time_s,

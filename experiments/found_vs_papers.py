@@ -65,9 +65,16 @@ def _base_flops(backbone: str) -> int:
 
 
 #: Search rounds: (folder prefix, group label prefix). Round 1 (2026-12-05) searched with the
-#: defaults of the time (32 px proxy, no warm start); round 2 with 16 px proxies and the
-#: uniform networks of the menu enqueued first (the fix round 1's verdict asked for).
-ROUNDS = (("fvp2", "found"), ("fvp", "round 1"))
+#: defaults of the time (32 px proxy, no warm start); round 2 ("found", the round the verdict
+#: was first drawn on) with 16 px proxies and the uniform networks of the menu enqueued first
+#: (the fix round 1's verdict asked for); round 3 (2026-12-07) with the defaults since then:
+#: 3,500 proxy images scored by the validation loss (issue 10's measurement).
+ROUNDS = (("fvp2", "found"), ("fvp3", "round 3"), ("fvp", "round 1"))
+#: Flags that make today's nas.search repeat a round's proxy (round 1 cannot be repeated:
+#: its warm start is gone).
+ROUND_FLAGS = {"fvp2": ["--proxy-subset", "2000", "--proxy-score", "accuracy"], "fvp3": []}
+#: Rounds whose members are retrained first and whose fronts mark a paper network as kept.
+CURRENT = ("found", "round 3")
 
 
 def search_name(backbone: str, share: float, prefix: str = ROUNDS[0][0]) -> str:
@@ -75,21 +82,27 @@ def search_name(backbone: str, share: float, prefix: str = ROUNDS[0][0]) -> str:
 
 
 def run_searches(work: Path, backbones: list[str]) -> None:
-    for backbone in backbones:
-        for share in BUDGETS:
-            name = search_name(backbone, share)
-            out = work / name
-            if (out / "pareto" / "pareto.json").is_file():
-                print(f"{name}: done", flush=True)
-                continue
-            budget = f"{share * _base_flops(backbone) / 1e6:.3f}MFLOPs"
-            cmd = [sys.executable, "-m", "nas.search", "--backbone", backbone,
-                   "--dataset", f"imagefolder:{MINI}", "--budget", budget,
-                   "--trials", str(TRIALS), "--objectives", "accuracy,flops",
-                   "--storage", f"sqlite:///{work}/found_vs_papers.db", "--study", name,
-                   "--out", str(out), "--seed", "0"]
-            print(" ".join(cmd), flush=True)
-            subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    """The searches of the rounds that today's nas.search can repeat (ROUND_FLAGS)."""
+    for prefix in ROUND_FLAGS:
+        for backbone in backbones:
+            for share in BUDGETS:
+                _search(work, backbone, share, prefix)
+
+
+def _search(work: Path, backbone: str, share: float, prefix: str) -> None:
+    name = search_name(backbone, share, prefix)
+    out = work / name
+    if (out / "pareto" / "pareto.json").is_file():
+        print(f"{name}: done", flush=True)
+        return
+    budget = f"{share * _base_flops(backbone) / 1e6:.3f}MFLOPs"
+    cmd = [sys.executable, "-m", "nas.search", "--backbone", backbone,
+           "--dataset", f"imagefolder:{MINI}", "--budget", budget,
+           "--trials", str(TRIALS), "--objectives", "accuracy,flops",
+           "--storage", f"sqlite:///{work}/found_vs_papers.db", "--study", name,
+           "--out", str(out), "--seed", "0", *ROUND_FLAGS[prefix]]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
 def networks(work: Path, backbones: list[str]) -> list[dict[str, Any]]:
@@ -118,11 +131,13 @@ def networks(work: Path, backbones: list[str]) -> list[dict[str, Any]]:
                 if not path.is_file():
                     continue
                 members = json.loads(path.read_text())["members"]
-                # The MAX_MEMBERS most accurate by the proxy (what a user retrains first).
-                members = sorted(members, key=lambda m: -(m.get("accuracy") or 0))
+                # The MAX_MEMBERS best by the search's objective (what a user retrains first):
+                # the score (exp(-val loss) in round 3), top-1 before it existed.
+                members = sorted(members, key=lambda m: -(m.get("score") or m.get("accuracy")
+                                                          or 0))
                 for i, m in enumerate(members[:MAX_MEMBERS]):
                     pct = round(100 * share)
-                    tag = "found" if label == "found" else "round-1"
+                    tag = label.replace(" ", "-")
                     out.append({"name": f"{short} {tag} @{pct}% #{i}",
                                 "group": f"{label} {pct}%",
                                 "arch": Architecture.from_dict(m["architecture"]),
@@ -143,7 +158,7 @@ def work_items(nets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def within(n: dict[str, Any]) -> bool:
         return flops(n) <= max(BUDGETS) * _base_flops(n["arch"].backbone)
 
-    now = [n for n in nets if n["group"].startswith("found")]
+    now = [n for n in nets if n["group"].startswith(CURRENT)]
     papers = [n for n in nets if n["group"] in ("paper", "backbone")]
     rivals = [n for n in papers if within(n)]
     others = [n for n in papers if not within(n)]
@@ -230,8 +245,9 @@ def measure_latency(nets: list[dict[str, Any]], rounds: int = 7, passes: int = 2
 
 
 def evaluated(work: Path, backbones: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """``arch_id -> [{"search", "trial", "proxy_accuracy"}]`` over the current round's searches:
-    which networks a search evaluated, and what its proxy said (answers "was it proposed?")."""
+    """``arch_id -> [{"search", "trial", "proxy_accuracy", "proxy_score"}]`` over the current
+    rounds' searches: which networks a search evaluated, and what its proxy said (answers "was
+    it proposed?"). ``proxy_score`` is the search's objective (top-1 before round 3)."""
     import optuna
 
     db = work / "found_vs_papers.db"
@@ -241,18 +257,17 @@ def evaluated(work: Path, backbones: list[str]) -> dict[str, list[dict[str, Any]
     out: dict[str, list[dict[str, Any]]] = {}
     storage = f"sqlite:///{db}"
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    for backbone in backbones:
-        for share in BUDGETS:
-            name = search_name(backbone, share)
-            if name not in names:
-                continue
-            for t in optuna.load_study(study_name=name, storage=storage).get_trials(
-                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
-            ):
-                arch_id = t.user_attrs.get("arch_id")
-                if arch_id and t.values:
-                    out.setdefault(arch_id, []).append(
-                        {"search": name, "trial": t.number, "proxy_accuracy": t.values[0]})
+    searches = [search_name(b, s, p) for p in ROUND_FLAGS for b in backbones for s in BUDGETS]
+    for name in (n for n in searches if n in names):
+        for t in optuna.load_study(study_name=name, storage=storage).get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+        ):
+            arch_id = t.user_attrs.get("arch_id")
+            if arch_id and t.values:
+                out.setdefault(arch_id, []).append(
+                    {"search": name, "trial": t.number,
+                     "proxy_accuracy": t.user_attrs.get("accuracy"),
+                     "proxy_score": t.values[0]})
     return out
 
 
@@ -277,7 +292,7 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
     found_as: dict[str, list[str]] = {}
     found_proxy: dict[str, float] = {}
     for n in nets:
-        if n["group"].startswith("found"):
+        if n["group"].startswith(CURRENT):
             found_as.setdefault(n["arch"].arch_id, []).append(n["name"])
             if n.get("proxy_accuracy") is not None:
                 found_proxy[n["arch"].arch_id] = n["proxy_accuracy"]
@@ -314,7 +329,8 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
                             "evaluated_by": p["evaluated_by"]})
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     colours = {"backbone": "black", "paper": "tab:blue", "found 50%": "tab:red",
-               "found 70%": "tab:orange", "round 1 50%": "lightcoral",
+               "found 70%": "tab:orange", "round 3 50%": "tab:purple",
+               "round 3 70%": "tab:pink", "round 1 50%": "lightcoral",
                "round 1 70%": "goldenrod"}
     for ax, key, label in ((axes[0], "flops", "MFLOPs"), (axes[1], "latency_cpu_ms",
                                                           "latency, batch 1, 1 thread (CPU ms)")):
@@ -326,10 +342,10 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
             xs = [r[key] / 1e6 if key == "flops" else r[key] for r in pts]
             ax.errorbar(xs, [100 * r["acc_mean"] for r in pts],
                         yerr=[100 * (r["acc_sd"] or 0) for r in pts],
-                        fmt="x" if group.startswith("round 1") else "o", color=colour,
+                        fmt={"round 1": "x", "round 3": "s"}.get(group[:7], "o"), color=colour,
                         label=group, capsize=3)
             kept = [(xv, r) for xv, r in zip(xs, pts) if r["found_as"] and r["group"] == group
-                     and not group.startswith("found")]
+                     and not group.startswith(CURRENT)]
             if kept:  # paper networks on a search's front: a red ring
                 ax.scatter([xv for xv, _ in kept], [100 * r["acc_mean"] for _, r in kept],
                            s=160, facecolors="none", edgecolors="tab:red",
@@ -355,9 +371,12 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
     lines = ["# Found architectures vs the papers' networks (cifar10-mini)", "",
              f"{payload['date']}; {payload['machine']}; `{command}`.", "",
              "Groups: *found* = the Pareto members (top 3 by proxy accuracy) of the current "
-             "searches (`fvp2-*`: 16 px proxy, warm start with the uniform networks that fit); "
-             "*round 1* = those of the first searches (`fvp-*`: 32 px proxy, random warm start "
-             "only). A paper network marked *kept by* was on a current search's front.", "",
+             "searches of round 2 (`fvp2-*`: 2,000 images at 16 px scored by top-1, warm start "
+             "with the uniform networks that fit); *round 3* = those of the searches with the "
+             "defaults since 2026-12-07 (`fvp3-*`: 3,500 images, scored by exp(-validation "
+             "loss)); *round 1* = those of the first searches (`fvp-*`: 32 px proxy, random "
+             "warm start only). A paper network marked *kept by* was on a round 2 or 3 "
+             "search's front.", "",
              "| network | group | test top-1 (mean ± sd, seeds) | MFLOPs | params | "
              "latency (CPU ms) | proxy acc |", "|---|---|---|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["flops"]):
@@ -366,7 +385,7 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
         lat_s = "–" if r["latency_cpu_ms"] is None else f"{r['latency_cpu_ms']:.2f}"
         px = "–" if r["proxy_accuracy"] is None else f"{100 * r['proxy_accuracy']:.1f}"
         group = r["group"] + (f" (kept by {', '.join(r['found_as'])})"
-                              if r["found_as"] and not r["group"].startswith("found") else "")
+                              if r["found_as"] and not r["group"].startswith(CURRENT) else "")
         lines.append(f"| {r['name']} | {group} | {a} | {r['flops'] / 1e6:.2f} | "
                      f"{r['params'] / 1e3:.1f}k | {lat_s} | {px} |")
     lines += ["", "Paper networks and a found network at least as accurate (mean) at no more "
@@ -376,12 +395,21 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
         lines.append(f"- {c['paper']}{kept}: FLOPs "
                      f"{', '.join(c['found_dominating_by_flops']) or 'none'}"
                      f"; latency {', '.join(c['found_dominating_by_latency']) or 'none'}")
-    lines += ["", "Was each paper network evaluated by the current searches, and what did "
-              "their proxy say (validation accuracy after 2 epochs at 16 px)?", ""]
+    lines += ["", "Was each paper network evaluated by the searches of rounds 2 and 3, and "
+              "what did their proxy say (validation top-1 after 2 epochs at 16 px; in round 3 "
+              "also the score the search ranked by, exp(-validation loss))?", ""]
+
+    def said_one(e: dict[str, Any]) -> str:
+        acc = e.get("proxy_accuracy")
+        text = f"{e['search']} trial {e['trial']}: proxy " + (
+            "–" if acc is None else f"{100 * acc:.1f}")
+        if e.get("proxy_score") is not None and e["proxy_score"] != acc:
+            text += f", score {e['proxy_score']:.4f}"
+        return text
+
     for c in comparisons:
         ev = c["evaluated_by"]
-        said = "; ".join(f"{e['search']} trial {e['trial']}: proxy {100 * e['proxy_accuracy']:.1f}"
-                         for e in ev) or "not evaluated"
+        said = "; ".join(said_one(e) for e in ev) or "not evaluated"
         lines.append(f"- {c['paper']}: {said}"
                      + (" (kept on the front)" if c["kept_by_search"] else
                         (" (dropped: another trial beat it on the proxy)" if ev else "")))

@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "analyse", "bootstrap_ci", "kendall_tau", "noise_ceiling", "paired_difference", "spearman_rho",
+    "analyse", "bootstrap_ci", "choose_default", "kendall_tau", "noise_ceiling",
+    "paired_difference", "spearman_rho",
 ]
 
-#: The search's default proxy for the CIFAR ResNets (evaluators.config): 2 epochs on 2,000
-#: images at 16 px, accuracy on the fixed 1,165-image validation split.
-DEFAULT_CANDIDATE = "s2000-e2-r16 @ep2 acc_large"
+#: The search's default proxy for the CIFAR ResNets (nas.search, evaluators.config) since
+#: 2026-12-07, chosen by :func:`choose_default`: 2 epochs on all 3,495 training images left
+#: after the validation split (``--proxy-subset`` 3500) at 16 px, scored by the validation loss
+#: on the fixed 1,165-image split (``--proxy-score loss``).
+DEFAULT_CANDIDATE = "sall-e2-r16 @ep2 loss_large"
+#: The default before it (2,000 images, top-1), the proxy the cifar_resnet56 items ran.
+OLD_DEFAULT = "s2000-e2-r16 @ep2 acc_large"
+#: The issue's bar for a default: Kendall tau against the reference, and "beats FLOPs alone
+#: and params alone" read as: ahead of each in at least this share of paired resamples.
+TAU_TARGET, BEATS_SHARE = 0.6, 0.9
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
@@ -166,6 +174,37 @@ def paired_difference(
     }
 
 
+def choose_default(
+    scores: dict[str, dict[str, float]], cost_s: dict[str, float], ref: dict[str, float],
+    baselines: Sequence[str] = ("params alone", "FLOPs alone"), reps: int = 2000,
+) -> dict[str, Any]:
+    """The issue's rule for the default proxy: the cheapest candidate whose Kendall tau against
+    ``ref`` is at least :data:`TAU_TARGET` and which beats every baseline in at least
+    :data:`BEATS_SHARE` of paired bootstrap resamples.
+
+    ``scores``: candidate -> arch -> score (higher = predicted better; the baselines among
+    them), ``cost_s``: candidate -> seconds per architecture. Only candidates scored on every
+    architecture of ``ref`` compete. Returns ``{"chosen": name or None, "checked": [...]}``,
+    one entry per candidate: tau, cost and the paired difference to each baseline.
+    """
+    archs = sorted(ref)
+    y = [ref[a] for a in archs]
+    checked = []
+    for name, sc in scores.items():
+        if name in baselines or any(a not in sc for a in archs):
+            continue
+        x = [sc[a] for a in archs]
+        tau = kendall_tau(x, y)
+        vs = {b: paired_difference(x, [scores[b][a] for a in archs], y, reps=reps)
+              for b in baselines}
+        ok = tau >= TAU_TARGET and all(d["p_above"] >= BEATS_SHARE for d in vs.values())
+        checked.append({"candidate": name, "tau": tau, "cost_s": cost_s[name], "vs": vs,
+                        "eligible": ok})
+    checked.sort(key=lambda c: (c["cost_s"], -c["tau"]))
+    chosen = next((c["candidate"] for c in checked if c["eligible"]), None)
+    return {"chosen": chosen, "checked": checked}
+
+
 # ----------------------------------------------------------------------------------- analysis
 
 
@@ -261,6 +300,10 @@ def analyse(results: Path, work: Path, out_dir: Path, command: str, machine: str
             d = paired_difference([loss[a][0] for a in ids], [acc[a][0] for a in ids],
                                   [ref[a] for a in ids])
             loss_vs_acc.append({"variant": f"{v} @ep{last}", "n": len(ids), **d})
+    seed0 = {n: {a: v[0] for a, v in c["scores"].items() if 0 in v} for n, c in cands.items()}
+    cost = {n: statistics.fmean(statistics.fmean(v) for v in c["cost"].values())
+            for n, c in cands.items()}
+    choice = choose_default(seed0, cost, ref)
     names = {r["arch_id"]: (r["name"], r["group"]) for r in recs}
     per_arch = []
     for a, runs in sorted(ref_runs.items(), key=lambda kv: -statistics.fmean(kv[1])):
@@ -284,7 +327,7 @@ def analyse(results: Path, work: Path, out_dir: Path, command: str, machine: str
     stamp = dt.datetime.now().isoformat(timespec="minutes")
     payload = {"date": stamp, "machine": machine, "command": command, "n_reference_archs":
                len(ref), "reference_noise": ref_noise, "rows": rows, "per_arch": per_arch,
-               "loss_vs_accuracy": loss_vs_acc,
+               "loss_vs_accuracy": loss_vs_acc, "default_choice": choice,
                "r56": _r56(recs, names)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "proxy_fidelity.json").write_text(json.dumps(payload, indent=1) + "\n")
@@ -296,8 +339,9 @@ def analyse(results: Path, work: Path, out_dir: Path, command: str, machine: str
 
 def _r56(recs: list[dict[str, Any]], names: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """cifar_resnet56 architectures: per architecture reference, proxies and costs, and the
-    default proxy's tau over the cifar_resnet20 and cifar_resnet56 references together (does
-    a 2-epoch proxy compare networks of different depths?)."""
+    tau of the old default proxy (:data:`OLD_DEFAULT`, the one run on them) over the
+    cifar_resnet20 and cifar_resnet56 references together (does a 2-epoch proxy compare
+    networks of different depths?)."""
     ref, runs = _reference(recs)
     cands = _candidates(recs)
     ids = sorted({r["arch_id"] for r in recs if r.get("group") == "r56"})
@@ -309,10 +353,10 @@ def _r56(recs: list[dict[str, Any]], names: dict[str, tuple[str, str]]) -> dict[
         rows.append({"arch_id": a, "name": names[a][0], "reference": runs.get(a, []),
                      "flops": score("FLOPs alone"), "params": score("params alone"),
                      "synflow": score("zero-cost synflow"),
-                     "default_proxy": [score(DEFAULT_CANDIDATE, s) for s in (0, 1)],
+                     "default_proxy": [score(OLD_DEFAULT, s) for s in (0, 1)],
                      "proxy_r32": [score("s2000-e2-r32 @ep2 acc_large", s) for s in (0, 1)]})
     pooled = None
-    scores = cands[DEFAULT_CANDIDATE]["scores"] if DEFAULT_CANDIDATE in cands else {}
+    scores = cands[OLD_DEFAULT]["scores"] if OLD_DEFAULT in cands else {}
     archs = sorted(a for a in ref if 0 in scores.get(a, {}))
     if any(a in ids for a in archs) and len(archs) >= 5:
         x, y = [scores[a][0] for a in archs], [ref[a] for a in archs]
@@ -383,19 +427,42 @@ def _markdown(p: dict[str, Any]) -> str:
         for d in p["loss_vs_accuracy"]:
             lines.append(f"| {d['variant']} | {d['n']} | {d['diff']:+.2f} [{d['lo']:+.2f}, "
                          f"{d['hi']:+.2f}] | {d['p_above']:.2f} |")
+    ch = p.get("default_choice")
+    if ch:
+        lines += ["", "## Choosing the default", "",
+                  f"Rule (issue 10): the cheapest candidate (seed 0, as a search runs it) with "
+                  f"Kendall τ ≥ {TAU_TARGET} that beats params alone and FLOPs alone, read as: "
+                  f"ahead of each in at least {BEATS_SHARE:.0%} of paired bootstrap resamples "
+                  "over the architectures. Chosen: "
+                  f"**{ch['chosen'] or 'none'}**. Candidates with τ ≥ {TAU_TARGET - 0.05:.2f}:",
+                  "", "| candidate | τ | seconds / arch | τ − τ(params) [95 % CI], share > 0 | "
+                  "τ − τ(FLOPs) [95 % CI], share > 0 | meets the rule |",
+                  "|---|---:|---:|---|---|---|"]
+        for c in ch["checked"]:
+            if c["tau"] < TAU_TARGET - 0.05:
+                continue
+            cells = [f"{d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}], {d['p_above']:.2f}"
+                     for d in (c["vs"]["params alone"], c["vs"]["FLOPs alone"])]
+            lines.append(f"| {c['candidate']} | {_f(c['tau'])} | {_f(c['cost_s'], 1)} | "
+                         f"{cells[0]} | {cells[1]} | {'yes' if c['eligible'] else 'no'} |")
+    lossy = DEFAULT_CANDIDATE.endswith(("loss_large", "loss_small"))
     lines += ["", "## Per architecture", "",
               "| architecture | group | MFLOPs | params | reference test top-1 (seeds) | "
-              "default proxy (seeds 0, 1) |", "|---|---|---:|---:|---|---|"]
+              f"default proxy: {DEFAULT_CANDIDATE}"
+              + (", validation loss" if lossy else "") + " (seeds 0, 1) |",
+              "|---|---|---:|---:|---|---|"]
     for a in p["per_arch"]:
         refs = ", ".join(f"{100 * v:.1f}" for v in a["reference"])
-        dp = ", ".join("–" if v is None else f"{100 * v:.1f}" for v in a["default_proxy"])
+        dp = ", ".join("–" if v is None else (f"{-v:.3f}" if lossy else f"{100 * v:.1f}")
+                       for v in a["default_proxy"])
         lines.append(f"| {a['name']} | {a['group']} | {_f(a['flops'] and a['flops'] / 1e6, 1)}"
                      f" | {_f(a['params'] and a['params'] / 1e3, 1)}k | {refs} | {dp} |")
     r56 = p.get("r56") or {}
     if r56.get("archs"):
         lines += ["", "## cifar_resnet56", "",
-                  "| architecture | MFLOPs | params | reference test top-1 (seeds) | default "
-                  "proxy, 16 px (seeds 0, 1) | proxy at 32 px (seeds 0, 1) | synflow |",
+                  "| architecture | MFLOPs | params | reference test top-1 (seeds) | old default "
+                  "proxy (2,000 images, 16 px, top-1; seeds 0, 1) | proxy at 32 px (seeds 0, 1) "
+                  "| synflow |",
                   "|---|---:|---:|---|---|---|---:|"]
 
         def seeds(v: list[Any]) -> str:
@@ -410,7 +477,7 @@ def _markdown(p: dict[str, Any]) -> str:
                 f"{'–' if syn is None else f'{syn:.3g}'} |")
         pooled = r56.get("pooled_default_tau")
         if pooled:
-            lines += ["", f"Default proxy over cifar_resnet20 and cifar_resnet56 together "
+            lines += ["", f"Old default proxy over cifar_resnet20 and cifar_resnet56 together "
                       f"({pooled['n']} references, {pooled['n_r56']} of them cifar_resnet56): "
                       f"Kendall τ {_f(pooled['tau'])} [{_f(pooled['tau_ci'][0])}, "
                       f"{_f(pooled['tau_ci'][1])}]."]

@@ -38,7 +38,9 @@ HERE = Path(__file__).resolve().parent
 MINI = "/work/shared/data/cifar10-mini"
 RAW = HERE / "results" / "proxy_fidelity_raw" / "results.jsonl"
 PROXY = "s2000-e2-r32"
-DEFAULT_PROXY = "s2000-e2-r16"  # the search's default for the CIFAR ResNets since 2026-12-06
+#: The search's default proxy for the CIFAR ResNets since 2026-12-07 (3,495 images, 16 px,
+#: validation loss); ranked by its loss (lower = better), as the search does.
+DEFAULT_PROXY, DEFAULT_METRIC = "sall-e2-r16", "loss_large"
 
 
 def _config(work: Path) -> Any:
@@ -258,10 +260,10 @@ def finetune_run(
 
 
 def _references(
-    paths: list[Path], variant: str = PROXY
+    paths: list[Path], variant: str = PROXY, metric: str = "acc_large"
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """``arch_id -> mean reference test top-1`` and ``arch_id -> mean accuracy of the proxy
-    ``variant`` (over its seeds)``."""
+    """``arch_id -> mean reference test top-1`` and ``arch_id -> mean score of the proxy
+    ``variant`` (over its seeds)``: its ``metric``, a loss negated (higher = better)."""
     refs: dict[str, dict[int, float]] = {}
     proxy: dict[str, dict[int, float]] = {}
     for path in paths:
@@ -274,7 +276,8 @@ def _references(
             if r.get("kind") == "reference" and r.get("test_top1") is not None:
                 refs.setdefault(r["arch_id"], {})[r["seed"]] = r["test_top1"]
             elif r.get("kind") == "proxy" and r.get("variant") == variant:
-                proxy.setdefault(r["arch_id"], {})[r["seed"]] = r["acc_large"]
+                sign = -1.0 if metric.startswith("loss") else 1.0
+                proxy.setdefault(r["arch_id"], {})[r["seed"]] = sign * r[metric]
     mean = lambda d: {k: statistics.mean(v.values()) for k, v in d.items()}  # noqa: E731
     return mean(refs), mean(proxy)
 
@@ -295,7 +298,7 @@ def analyse(work: Path, references: list[Path]) -> str:
     from experiments.proxy_fidelity_analysis import bootstrap_ci, kendall_tau
 
     refs, proxy = _references(references)
-    proxy16 = _references(references, DEFAULT_PROXY)[1]
+    proxy16 = _references(references, DEFAULT_PROXY, DEFAULT_METRIC)[1]
     stages = _stages(work)
     lines = [
         "# Supernet rank fidelity (issue 13)",
@@ -321,9 +324,10 @@ def analyse(work: Path, references: list[Path]) -> str:
         "statistics training left).",
         "",
         "| supernet epochs | training s (wall, cumulative) | tau, BN recalibrated [95 % CI] | "
-        "tau, no recalibration | proxy tau (same archs) | default 16-px proxy tau (same "
+        "tau of its validation loss, BN recalibrated [95 % CI] | "
+        "tau, no recalibration | proxy tau (same archs) | default proxy tau (same "
         "archs) | n | tau vs the proxy (all archs) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     out: dict[str, Any] = {"references": refs, "proxy": proxy, "stages": []}
     for st in stages:
@@ -335,6 +339,10 @@ def analyse(work: Path, references: list[Path]) -> str:
         both = [i for i in ids if i in proxy]
         tau_bn, tau_plain = kendall_tau(bn, y), kendall_tau(plain, y)
         ci = bootstrap_ci(bn, y, kendall_tau) if len(rows) >= 4 else (float("nan"),) * 2
+        neg_loss = [-r["loss_bn"] for r in rows]
+        tau_loss = kendall_tau(neg_loss, y)
+        ci_loss = (bootstrap_ci(neg_loss, y, kendall_tau) if len(rows) >= 4
+                   else (float("nan"),) * 2)
         tau_proxy = kendall_tau([proxy[i] for i in both], [refs[i] for i in both])
         both16 = [i for i in ids if i in proxy16]
         tau16 = kendall_tau([proxy16[i] for i in both16], [refs[i] for i in both16])
@@ -343,11 +351,13 @@ def analyse(work: Path, references: list[Path]) -> str:
         tau_vs = kendall_tau([r["acc_bn"] for r in vs], [proxy[r["arch_id"]] for r in vs])
         lines.append(
             f"| {st['stage']} | {cpu:.0f} | {tau_bn:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] | "
+            f"{tau_loss:+.2f} [{ci_loss[0]:+.2f}, {ci_loss[1]:+.2f}] | "
             f"{tau_plain:+.2f} | {tau_proxy:+.2f} | {tau16:+.2f} ({len(both16)}) | "
             f"{len(rows)} | {tau_vs:+.2f} ({len(vs)}) |"
         )
         out["stages"].append(
             {"epochs": st["stage"], "tau_bn": tau_bn, "tau_bn_ci": list(ci),
+             "tau_loss_bn": tau_loss, "tau_loss_bn_ci": list(ci_loss),
              "tau_no_bn": tau_plain, "tau_proxy": tau_proxy, "tau_default_proxy": tau16,
              "n": len(rows),
              "tau_vs_proxy": tau_vs, "n_vs_proxy": len(vs),
@@ -377,7 +387,8 @@ def analyse(work: Path, references: list[Path]) -> str:
         sn = train_s + 1000 * med
         lines += [
             "",
-            f"Against the default proxy since 2026-12-06 (16 px, {m16:.1f} s per candidate, "
+            f"Against the default proxy since 2026-12-07 ({DEFAULT_PROXY}: 3,495 images, 16 px, "
+            f"{m16:.1f} s per candidate, "
             f"median of {len(px16)} runs): 1,000 supernet candidates cost {sn:,.0f} s, "
             f"{1000 * m16:,.0f} s as proxies ({1000 * m16 / sn:.1f}x); the issue's target, "
             f"less than 20 proxy trainings ({20 * m16:,.0f} s), is "
@@ -440,9 +451,10 @@ def _finetune_lines(
         "settings on the supernet's 3,495 training images, validated on the same 1,165 images "
         "(`--finetune N`, records in `finetune.jsonl`):",
         "",
-        "| N | n | tau fine-tuned [95 % CI] | tau supernet score (same archs) | tau default "
-        "16-px proxy (same archs) | CPU s per architecture (median) |",
-        "|---|---|---|---|---|---|",
+        "| N | n | tau fine-tuned [95 % CI] | tau of the fine-tuned validation loss [95 % CI] "
+        "| tau supernet score (same archs) | tau default "
+        "proxy (same archs) | CPU s per architecture (median) |",
+        "|---|---|---|---|---|---|---|",
     ]
     out["finetune"] = []
     for n in sorted({r["epochs"] for r in recs}):
@@ -453,13 +465,17 @@ def _finetune_lines(
         ids = [r["arch_id"] for r in rows]
         x, y = [r["accuracy"] for r in rows], [refs[i] for i in ids]
         tau, ci = kendall_tau(x, y), bootstrap_ci(x, y, kendall_tau)
+        xl = [-r["val_loss"] for r in rows]
+        tau_l, ci_l = kendall_tau(xl, y), bootstrap_ci(xl, y, kendall_tau)
         tau_s = kendall_tau([score[i] for i in ids], y)
         both = [i for i in ids if i in proxy16]
         tau16 = kendall_tau([proxy16[i] for i in both], [refs[i] for i in both])
         cpu = statistics.median(r["cpu_s"] for r in rows)
         lines.append(f"| {n} | {len(rows)} | {tau:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] | "
+                     f"{tau_l:+.2f} [{ci_l[0]:+.2f}, {ci_l[1]:+.2f}] | "
                      f"{tau_s:+.2f} | {tau16:+.2f} ({len(both)}) | {cpu:.0f} |")
         out["finetune"].append({"epochs": n, "n": len(rows), "tau": tau, "tau_ci": list(ci),
+                                "tau_loss": tau_l, "tau_loss_ci": list(ci_l),
                                 "tau_supernet": tau_s, "tau_default_proxy": tau16,
                                 "cpu_s_median": cpu, "rows": rows})
     return lines

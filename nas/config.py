@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evaluators.config import PROXY_SCORES
 from nas.halving import parse_fidelities
 from nas.storage import DEFAULT_STORAGE, describe_storage
 from search_spaces.syntax import split_menu
@@ -28,6 +29,7 @@ __all__ = [
     "BACKEND_NAMES",
     "DEFAULT_EVALUATOR",
     "OBJECTIVE_NAMES",
+    "PROXY_SCORES",
     "SAMPLER_NAMES",
     "SLOT_POLICY_NAMES",
     "SearchConfig",
@@ -69,8 +71,9 @@ class SearchConfig:
     data_dir: str = "data"
     download: bool = True
     proxy_epochs: int = 2
-    proxy_subset: int | None = 2000
+    proxy_subset: int | None = 3500
     proxy_resolution: int | None = None
+    proxy_score: str = "loss"
     batch_size: int = 64
     fidelities: str | tuple[int, ...] = "auto"
     objectives: tuple[str, ...] = OBJECTIVE_NAMES
@@ -219,6 +222,10 @@ def check_config(c: SearchConfig) -> tuple[tuple[str, ...], tuple[int, ...]]:
         positive_int("proxy_subset", c.proxy_subset)
     if c.proxy_resolution is not None:
         positive_int("proxy_resolution", c.proxy_resolution, minimum=8)
+    if c.proxy_score not in PROXY_SCORES:
+        raise ValueError(
+            f"proxy_score must be one of {', '.join(PROXY_SCORES)}, got {c.proxy_score!r}"
+        )
     if c.resolution is not None:
         positive_int("resolution", c.resolution, minimum=8)
     if c.timeout_s is not None and not (c.timeout_s > 0 and math.isfinite(c.timeout_s)):

@@ -56,6 +56,7 @@ CSV_FIELDS = (
     "trial",
     "arch_id",
     "accuracy",
+    "score",
     "flops",
     "params",
     "inference_params",
@@ -65,6 +66,7 @@ CSV_FIELDS = (
     "train_time_s",
     "supernet_accuracy",
     "finetuned_accuracy",
+    "finetuned_score",
     "finetune_epochs",
     "ops",
     "file",
@@ -117,6 +119,8 @@ def pareto_members(
                 "trial": r.number,
                 "arch_id": arch_id,
                 "accuracy": ua.get("accuracy"),
+                # the accuracy objective: exp(-val loss) or top-1 (--proxy-score)
+                "score": _score(ua),
                 "flops": ua.get("flops"),
                 "params": ua.get("params"),
                 "inference_params": ua.get("inference_params"),
@@ -125,11 +129,13 @@ def pareto_members(
                 "latency_source": ua.get("latency_source"),
                 "fidelity": ua.get("fidelity"),
                 "rung_accuracy": ua.get("rung_accuracy"),
+                "rung_score": ua.get("rung_score") or ua.get("rung_accuracy"),
                 # The supernet evaluator's score (None: the member was trained on its own).
                 "supernet_accuracy": ua.get("accuracy") if is_scored_only(extra) else None,
                 # --supernet-finetune N (None: not fine-tuned; see nas.finetune)
                 "finetune_epochs": ft.get("epochs"),
                 "finetuned_accuracy": ft.get("accuracy"),
+                "finetuned_score": ft.get("score", ft.get("accuracy")),
                 "finetuned_val_loss": ft.get("val_loss"),
                 "finetune_time_s": ft.get("train_time_s"),
                 "finetune_failure": ft.get("failure"),
@@ -140,7 +146,7 @@ def pareto_members(
                 "architecture": json.loads(ua["arch"]) if "arch" in ua else None,
             }
         )
-    members.sort(key=lambda m: (m["flops"] or 0, -(m["accuracy"] or 0)))
+    members.sort(key=lambda m: (m["flops"] or 0, -(m["score"] or 0)))
     _mark_dominated_after_finetune(members, objectives)
     hv = None
     if members:
@@ -156,16 +162,17 @@ def _mark_dominated_after_finetune(
     members: Sequence[dict[str, Any]], objectives: Sequence[str]
 ) -> None:
     """``dominated_after_finetune``: another fine-tuned member is at least as good in every
-    objective and better in one, accuracy taken after fine-tuning (None: not fine-tuned).
+    objective and better in one, the accuracy objective (``finetuned_score``) taken after
+    fine-tuning (None: not fine-tuned).
     The Pareto set itself is not recomputed (see :mod:`nas.finetune`)."""
 
     def vector(m: Mapping[str, Any]) -> list[float]:  # larger is better
         return [
-            float(m["finetuned_accuracy"]) if o == "accuracy" else -float(m["values"][o])
+            float(m["finetuned_score"]) if o == "accuracy" else -float(m["values"][o])
             for o in objectives
         ]
 
-    tuned = [m for m in members if m.get("finetuned_accuracy") is not None]
+    tuned = [m for m in members if m.get("finetuned_score") is not None]
     for m in members:
         m["dominated_after_finetune"] = None
     for a in tuned:
@@ -174,6 +181,11 @@ def _mark_dominated_after_finetune(
             all(x >= y for x, y in zip(vb, va)) and vb != va
             for vb in (vector(b) for b in tuned if b is not a)
         )
+
+
+def _score(ua: Mapping[str, Any]) -> float | None:
+    """A trial's accuracy objective: ``score`` (studies from before it: ``accuracy``)."""
+    return ua["score"] if "score" in ua else ua.get("accuracy")
 
 
 def _norm(objective: str, value: float, ref: Mapping[str, float]) -> float:
@@ -188,7 +200,7 @@ def _plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    feas = [r for r in rows if r.feasible and r.user_attrs.get("accuracy") is not None]
+    feas = [r for r in rows if r.feasible and _score(r.user_attrs) is not None]
     member_trials = {m["trial"] for m in members}
     use_latency = any(r.user_attrs.get("latency_ms") is not None for r in feas)
     colour_key, colour_label = (
@@ -206,7 +218,7 @@ def _plot(
         if dom:
             ax.scatter(
                 [r.user_attrs["flops"] / 1e9 for r, _ in dom],
-                [r.user_attrs["accuracy"] for r, _ in dom],
+                [_score(r.user_attrs) for r, _ in dom],
                 c=[c for _, c in dom],
                 s=22,
                 alpha=0.25,
@@ -215,7 +227,7 @@ def _plot(
             )
         sc = ax.scatter(
             [r.user_attrs["flops"] / 1e9 for r, _ in top],
-            [r.user_attrs["accuracy"] for r, _ in top],
+            [_score(r.user_attrs) for r, _ in top],
             c=[c for _, c in top],
             s=70,
             edgecolors="black",
@@ -235,7 +247,11 @@ def _plot(
         )
     n_inf = sum(1 for r in rows if r.state == "COMPLETE" and not r.feasible)
     ax.set_xlabel("FLOPs (G multiply-adds)")
-    ax.set_ylabel("proxy accuracy")
+    ax.set_ylabel(
+        "proxy score exp(-validation loss)"
+        if (info.get("convnas") or {}).get("proxy_score") == "loss"
+        else "proxy accuracy"
+    )
     ax.set_title(
         f"{info['study']}: {len(members)} Pareto-optimal of {len(feas)} feasible "
         f"({n_inf} infeasible not shown)",

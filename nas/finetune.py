@@ -97,8 +97,15 @@ def finetune_members(
         if rec["failure"] is not None:
             line(f"{head} fine-tuning failed: {rec['failure']} (a rerun tries again)")
             continue
+        scores = (
+            f" (score {m['score']:.4f} -> {rec['score']:.4f})"
+            if rec.get("score") is not None
+            and m.get("score") is not None
+            and rec["score"] != rec["accuracy"]
+            else ""
+        )
         line(
             f"{head} supernet score {m['accuracy']:.4f} -> {rec['accuracy']:.4f} after "
-            f"{epochs} {noun} of fine-tuning ({record['seconds']:.1f} s)"
+            f"{epochs} {noun} of fine-tuning{scores} ({record['seconds']:.1f} s)"
         )
     return len(todo)

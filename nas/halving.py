@@ -2,7 +2,8 @@
 
 Multi-objective studies cannot be pruned in Optuna, so early stopping is done here.
 
-Successive halving on accuracy among candidates of similar cost. Rungs
+Successive halving on the accuracy objective (the trial's ``score``: validation top-1 or
+``exp(-val loss)``, see ``--proxy-score``; "accuracy" below) among candidates of similar cost. Rungs
 ``r_0 < r_1 < ... < r_K`` are proxy-epoch counts, ``r_K`` the full proxy budget. After a
 candidate ``c`` reaches rung ``r_k`` (k < K) with accuracy ``a_k(c)``, its *peers* are the
 other trials of the study, finished or running, that recorded an accuracy at ``r_k`` and
@@ -16,7 +17,7 @@ top ``1/eta`` of itself plus its peers; otherwise it is trained on to ``r_{k+1}`
 evaluator resumes from ``r_k``). With the defaults (``eta = 2``, ``min_peers = 2``) a
 candidate stops when more than half of the candidates that cost no more and were trained
 as long are more accurate. A stopped trial keeps the accuracy of the rung it reached
-(``fidelity`` says which; ``rung_accuracy`` lists every rung; the exported Pareto set
+(``fidelity`` says which; ``rung_score`` lists every rung; the exported Pareto set
 shows ``fidelity`` for each member); accuracies are compared at equal training only, when
 deciding promotion. Repeated architectures (``duplicate_of``) are not peers, so one result
 is not counted twice.
@@ -174,7 +175,8 @@ def peer_accuracies(
     for other, ua in trials:
         if other == number or "duplicate_of" in ua:
             continue
-        acc = (ua.get("rung_accuracy") or {}).get(key)
+        # the accuracy objective at the rung (studies from before --proxy-score: top-1)
+        acc = (ua.get("rung_score") or ua.get("rung_accuracy") or {}).get(key)
         if acc is None:
             continue
         theirs = {

@@ -38,8 +38,13 @@ def defining_settings(
     resolution: int,
     evaluator: str,
     cost_range: Any,
+    builtin: bool = True,
 ) -> dict[str, Any]:
-    """The settings that define a study: changing any of them means a different search."""
+    """The settings that define a study: changing any of them means a different search.
+
+    ``builtin``: ``evaluator`` is one of the built-in evaluators, which score the accuracy
+    objective as ``config.proxy_score`` says (else ``proxy_score`` is recorded as None).
+    """
     uses_latency = "latency" in config.objectives or config.max_latency_ms is not None
     return {
         "backbone": config.backbone,
@@ -51,6 +56,8 @@ def defining_settings(
         "proxy_epochs": config.proxy_epochs,
         "proxy_subset": config.proxy_subset,
         "proxy_resolution": config.proxy_resolution,
+        # What the built-in evaluators maximise as accuracy; a custom evaluator defines its own.
+        "proxy_score": config.proxy_score if builtin else None,
         "batch_size": config.batch_size,
         "fidelities": list(rungs),
         "objectives": list(config.objectives),

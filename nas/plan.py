@@ -210,6 +210,7 @@ def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
         resolution,
         evaluator_spec,
         rng,
+        builtin=builtin,
     )
     study = c.study.strip() if c.study else default_study_name(settings)
     out_dir = Path(c.out) if c.out else Path("runs") / study_folder(study)
@@ -218,6 +219,9 @@ def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
     if sf is not None:
         check_writable_file(sf, f"storage {c.storage!r}")
     existing = study_settings(c.storage, study)
+    if existing is not None and "proxy_score" not in existing:
+        # made before --proxy-score: the built-in evaluators scored top-1
+        existing = {**existing, "proxy_score": "accuracy" if builtin else None}
     if existing is not None and existing != settings:
         key = next(
             k for k in sorted(set(existing) | set(settings)) if existing.get(k) != settings.get(k)
@@ -236,6 +240,7 @@ def prepare(config: SearchConfig, *, sample_fallback: bool = False) -> Plan:
         proxy_epochs=c.proxy_epochs,
         proxy_subset=c.proxy_subset,
         proxy_resolution=c.proxy_resolution,
+        proxy_score=c.proxy_score,
         batch_size=c.batch_size,
         seed=c.seed,
         device=device,

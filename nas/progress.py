@@ -75,6 +75,8 @@ class Progress:
             return
         o = outcome
         acc = f"acc {o.accuracy:.4f}" if o.accuracy is not None else "acc -"
+        if o.score is not None and o.score != o.accuracy:  # --proxy-score loss: exp(-val loss)
+            acc += f"  score {o.score:.4f}"
         epochs = f"{o.fidelity} ep  " if o.trained else ""  # a supernet score: no epochs
         detail = (
             f"trial {o.number:>3} {o.status:<10} {acc}  {format_flops(o.flops)}  "
@@ -97,11 +99,15 @@ def summary_table(pareto: Sequence[Mapping[str, Any]], objectives: Sequence[str]
 
     ``epochs`` is the proxy epochs a member was trained, ``-`` for a supernet score (a member
     with ``supernet_accuracy``: not trained on its own). When a member was fine-tuned
-    (``--supernet-finetune``), a ``fine-tuned`` column shows its accuracy afterwards.
+    (``--supernet-finetune``), a ``fine-tuned`` column shows its accuracy afterwards. With
+    ``--proxy-score loss`` a ``score`` column shows the accuracy objective, ``exp(-val loss)``,
+    next to validation top-1.
     """
     tuned = any(m.get("finetune_epochs") is not None for m in pareto)
+    scored = any(m.get("score") not in (None, m.get("accuracy")) for m in pareto)
     head = (
         f"{'trial':>5}  {'arch_id':<16}  {'accuracy':>8}  "
+        + (f"{'score':>6}  " if scored else "")
         + (f"{'fine-tuned':>10}  " if tuned else "")
         + f"{'FLOPs':>12}  {'params':>8}  {'latency':>9}  {'epochs':>6}  ops"
     )
@@ -111,14 +117,25 @@ def summary_table(pareto: Sequence[Mapping[str, Any]], objectives: Sequence[str]
         epochs = "-" if m.get("supernet_accuracy") is not None else m.get("fidelity", 0)
         ft = m.get("finetuned_accuracy")
         ft_text = f"{ft:.4f}" if ft is not None else "-"
+        score = f"{m['score']:.4f}" if m.get("score") is not None else "-"
         lines.append(
             f"{m['trial']:>5}  {m['arch_id']:<16}  {acc:>8}  "
+            + (f"{score:>6}  " if scored else "")
             + (f"{ft_text:>10}  " if tuned else "")
             + f"{format_flops(m['flops']):>12}  "
             f"{format_count(m['params']):>8}  {format_ms(m.get('latency_ms')):>9}  "
             f"{epochs:>6}  {m.get('ops', '')}"
         )
     return lines
+
+
+def _score_phrase(proxy_score: str | None) -> str:
+    """How the built-in evaluators score the accuracy objective (custom evaluators: nothing)."""
+    if proxy_score == "loss":
+        return ", scored by validation loss (score = exp(-loss))"
+    if proxy_score == "accuracy":
+        return ", scored by validation top-1"
+    return ""
 
 
 def print_start(p: Progress, plan: Any, info: Any) -> None:
@@ -142,7 +159,8 @@ def print_start(p: Progress, plan: Any, info: Any) -> None:
         f"{', '.join(b for b in budgets if b) or 'none'}; sampler {c.sampler} (seed {c.seed}); "
         f"proxy {c.dataset}, {'/'.join(map(str, plan.rungs))} "
         f"epoch{'' if plan.rungs == (1,) else 's'}"
-        f"{f' at {c.proxy_resolution} px' if c.proxy_resolution else ''}, device {plan.device}"
+        f"{f' at {c.proxy_resolution} px' if c.proxy_resolution else ''}"
+        f"{_score_phrase(plan.resolved.get('proxy_score'))}, device {plan.device}"
     )
     if info.resumed:
         extra = (

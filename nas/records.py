@@ -55,6 +55,9 @@ class TrialOutcome:
     #: False when the accuracy is a score of weights not trained for this candidate (the
     #: supernet evaluator): there are no epochs to show.
     trained: bool = True
+    #: The accuracy objective's value when it is not ``accuracy`` (validation top-1) itself:
+    #: ``exp(-val loss)`` under ``--proxy-score loss``.
+    score: float | None = None
 
 
 @dataclass

@@ -242,6 +242,7 @@ def build_engine(plan: Plan) -> Any:
             "epochs": c.proxy_epochs,
             "subset": c.proxy_subset,
             "resolution": c.proxy_resolution,
+            "score": c.proxy_score,
             "batch_size": c.batch_size,
             "rungs": list(plan.rungs),
             "device": plan.device,

@@ -37,6 +37,7 @@ from typing import Any, TextIO
 from nas.config import (
     BACKEND_NAMES,
     OBJECTIVE_NAMES,
+    PROXY_SCORES,
     SAMPLER_NAMES,
     SLOT_POLICY_NAMES,
     SearchConfig,
@@ -103,8 +104,9 @@ def run_search(
     data_dir: str | os.PathLike = "data",
     download: bool = True,
     proxy_epochs: int = 2,
-    proxy_subset: int | None = 2000,
+    proxy_subset: int | None = 3500,
     proxy_resolution: int | None = None,
+    proxy_score: str = "loss",
     batch_size: int = 64,
     fidelities: str | Sequence[int] = "auto",
     objectives: str | Sequence[str] = OBJECTIVE_NAMES,
@@ -169,6 +171,7 @@ def run_search(
         proxy_epochs=proxy_epochs,
         proxy_subset=proxy_subset,
         proxy_resolution=proxy_resolution,
+        proxy_score=proxy_score,
         batch_size=batch_size,
         fidelities=fidelities if isinstance(fidelities, str) else tuple(fidelities),
         objectives=parse_objectives(objectives),
@@ -326,13 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="training epochs of a fully evaluated candidate",
     )
-    g.add_argument(
-        "--proxy-subset",
-        type=_subset_arg,
-        default=2000,
-        metavar="N|all",
-        help="training images used by the proxy",
-    )
+    g.add_argument("--proxy-subset", type=_subset_arg, default=3500, metavar="N|all",
+                   help="training images used by the proxy (default: 3500)")  # fmt: skip
+    g.add_argument("--proxy-score", choices=PROXY_SCORES, default="loss",
+                   help="the accuracy objective: loss = exp(-validation loss), which ranked "
+                   "networks like 30-epoch training best (README), or accuracy = validation "
+                   "top-1 (default: loss)")  # fmt: skip
     g.add_argument(
         "--proxy-resolution",
         type=_int_arg("proxy resolution", 8),
@@ -506,6 +508,7 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
         proxy_epochs=args.proxy_epochs,
         proxy_subset=args.proxy_subset,
         proxy_resolution=args.proxy_resolution,
+        proxy_score=args.proxy_score,
         batch_size=args.batch_size,
         fidelities=args.fidelities,
         objectives=tuple(args.objectives),

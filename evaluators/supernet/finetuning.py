@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluators.config import EvalConfig
+from evaluators.config import EvalConfig, proxy_score
 
 __all__ = ["finetune"]
 
@@ -27,7 +27,8 @@ def finetune(arch: Any, config: EvalConfig, epochs: int) -> dict[str, Any]:
     """Fine-tune ``arch`` from its supernet weights for ``epochs`` epochs; return the record.
 
     The record: ``epochs``, ``accuracy`` (validation top-1 after fine-tuning; ``None`` when it
-    failed), ``val_loss``, ``train_time_s`` (training only), ``failure`` (one line, or
+    failed), ``val_loss``, ``score`` (the accuracy objective after fine-tuning, from
+    ``config.proxy_score``), ``train_time_s`` (training only), ``failure`` (one line, or
     ``None``), ``supernet_file`` and ``device``. ``ValueError`` for a bad ``epochs``.
     """
     import torch
@@ -53,6 +54,10 @@ def finetune(arch: Any, config: EvalConfig, epochs: int) -> dict[str, Any]:
         "epochs": epochs,
         "accuracy": result.accuracy if result.failure is None else None,
         "val_loss": result.val_loss,
+        # the accuracy objective's value after fine-tuning, as the search scored candidates
+        "score": proxy_score(c.proxy_score, result.accuracy, result.val_loss)
+        if result.failure is None
+        else None,
         "train_time_s": round(float(result.train_time_s), 3),
         "failure": result.failure,
         "supernet_file": str(file),

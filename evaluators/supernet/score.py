@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluators.config import EvalConfig
+from evaluators.config import EvalConfig, proxy_score
 from evaluators.cost import get_cost_model
 from evaluators.metrics import Metrics
 from evaluators.objectives import Evaluator
@@ -247,6 +247,7 @@ class SupernetEvaluator:
             used = recalibrate_bn(net, train_loader, self.options.bn_batches, self.device)
         acc, val_loss = validate_top1(net, val_loader, self.device, c.extra.get("max_val_batches"))
         m.accuracy, m.fidelity = acc, target
+        m.score = proxy_score(c.proxy_score, acc, val_loss)
         m.train_time_s = time.perf_counter() - t1
         m.extra["supernet"] = {
             "file": str(file),

@@ -56,7 +56,7 @@ from nas.backends.heartbeat import (
     process_start,
 )
 from nas.backends.optuna_storage import open_storage
-from nas.backends.results import METRIC_NAMES, record_finetune, rows_of
+from nas.backends.results import metric_names, record_finetune, rows_of
 from nas.backends.samplers import SAMPLERS, make_sampler
 from nas.backends.trial import Evaluate, TrialRunner, fail_trial
 from nas.backends.warm_start import BudgetRepair, enqueue_warm_start, feasible_random
@@ -185,20 +185,18 @@ class OptunaSearch:
             except optuna.exceptions.DuplicatedStudyError:
                 existed = True
                 study = optuna.load_study(storage=storage, study_name=self.study_name)
+        names = metric_names(self.objectives, (self.settings or {}).get("proxy_score"))
         if existed:
             have = [d.name.lower() for d in study.directions]
-            if have != self.directions or study.metric_names not in (
-                None,
-                [METRIC_NAMES[o] for o in self.objectives],
-            ):
+            if have != self.directions or study.metric_names not in (None, names):
                 raise ValueError(
                     f"study {self.study_name!r} optimises {study.metric_names or have}, not "
-                    f"{[METRIC_NAMES[o] for o in self.objectives]}; pick another --study name"
+                    f"{names}; pick another --study name"
                 )
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names([METRIC_NAMES[o] for o in self.objectives])
+                study.set_metric_names(names)
             study.set_user_attr("convnas", self.settings)
             study.set_user_attr("objectives", list(self.objectives))
             study.set_user_attr("constraint_names", list(self.budgets.names))

@@ -18,7 +18,15 @@ from nas.backends.constraints import is_feasible
 from nas.backends.optuna_storage import list_studies, open_storage
 from nas.records import FINETUNE_KEY, TrialRow, finetune_study_key
 
-__all__ = ["METRIC_NAMES", "hypervolume", "load_rows", "record_finetune", "rows_of"]
+__all__ = [
+    "LIKELIHOOD_NAME",
+    "METRIC_NAMES",
+    "hypervolume",
+    "load_rows",
+    "metric_names",
+    "record_finetune",
+    "rows_of",
+]
 
 #: Objective name -> metric name shown in the dashboard.
 METRIC_NAMES = {
@@ -27,6 +35,18 @@ METRIC_NAMES = {
     "params": "params",
     "latency": "latency_ms",
 }
+#: The accuracy objective's dashboard name under ``--proxy-score loss``: its value is
+#: ``exp(-validation loss)``, the geometric-mean probability of the true class.
+LIKELIHOOD_NAME = "likelihood"
+
+
+def metric_names(objectives: Sequence[str], proxy_score: str | None = None) -> list[str]:
+    """The dashboard names of ``objectives``; the accuracy objective is ``likelihood`` when the
+    study scores candidates by validation loss (``proxy_score="loss"``)."""
+    names = dict(METRIC_NAMES)
+    if proxy_score == "loss":
+        names["accuracy"] = LIKELIHOOD_NAME
+    return [names[o] for o in objectives]
 
 
 def hypervolume(
@@ -110,7 +130,8 @@ def load_rows(storage: str, study_name: str) -> tuple[list[TrialRow], dict[str, 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
     ua = study.user_attrs
     objectives = ua.get("objectives") or [
-        {v: k for k, v in METRIC_NAMES.items()}.get(m, m) for m in (study.metric_names or [])
+        {**{v: k for k, v in METRIC_NAMES.items()}, LIKELIHOOD_NAME: "accuracy"}.get(m, m)
+        for m in (study.metric_names or [])
     ]
     info = {
         "study": study_name,

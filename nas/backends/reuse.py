@@ -100,8 +100,16 @@ def reuse(
     msg = f"same architecture as trial {root}: result reused"
     trial.set_user_attr("status", msg)
     study.tell(trial, list(earlier.values))
-    acc = ua.get("accuracy") if ua.get("feasible", True) else None
+    feasible = ua.get("feasible", True)
+    acc = ua.get("accuracy") if feasible else None
+    score = ua.get("score") if feasible else None
     trained = not is_scored_only(ua.get("evaluator_extra"))
     return outcome(
-        "duplicate", acc, ua.get("latency_ms"), int(ua.get("fidelity", 0)), msg, trained=trained
+        "duplicate",
+        acc,
+        ua.get("latency_ms"),
+        int(ua.get("fidelity", 0)),
+        msg,
+        trained=trained,
+        score=score,
     )

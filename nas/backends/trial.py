@@ -4,7 +4,7 @@ For the architecture a trial proposes:
 
 0. **Price** (:meth:`TrialRunner.reject_over_budget`, called first). FLOPs and parameters
    come from the analytic cost model in microseconds. A proposal over ``max_flops`` or
-   ``max_params`` is *rejected*: it is told COMPLETE with accuracy 0 and its real costs
+   ``max_params`` is *rejected*: it is told COMPLETE with accuracy objective 0 and its real costs
    (latency ``inf``: it was never built), with its constraint values set
    (:mod:`nas.backends.constraints`), so samplers learn the budget; it is marked ``rejected``
    and is not one of the evaluated trials that ``--trials`` counts.
@@ -16,7 +16,9 @@ For the architecture a trial proposes:
    so a candidate over ``max_latency_ms`` is infeasible without training.
 4. **Record.** Objective values, constraints, and user attributes with everything a
    dashboard user needs (architecture JSON and id, FLOPs, params, latency with spread, train
-   time, proxy settings, fidelity reached, accuracy per rung, failure reason). A failed
+   time, proxy settings, fidelity reached, validation top-1 (``accuracy``) and the accuracy
+   objective's value (``score``: top-1 or ``exp(-val loss)``, see ``--proxy-score``), both
+   per rung too (``rung_accuracy``, ``rung_score``), failure reason). A failed
    evaluation (non-finite loss, out of memory, exception) is FAIL with its reason in
    ``failure``; the search goes on.
 
@@ -36,7 +38,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from evaluators.metrics import Metrics
+from evaluators.metrics import Metrics, accuracy_objective
 from nas.backends.constraints import REJECTED_KEY, set_constraints
 from nas.backends.reuse import find_earlier, reuse, wait_for_running
 from nas.budgets import Budgets
@@ -209,6 +211,7 @@ class TrialRunner:
             fid: int,
             msg: str,
             trained: bool = True,
+            score: float | None = None,
         ) -> TrialOutcome:
             return TrialOutcome(
                 trial.number,
@@ -222,6 +225,7 @@ class TrialRunner:
                 time.monotonic() - t_start,
                 msg,
                 trained,
+                score,
             )
 
         # 1. the same architecture earlier in the study: reuse its result (when another
@@ -233,7 +237,8 @@ class TrialRunner:
             return reuse(study, trial, earlier, self.budgets, self._fail, outcome)
 
         # 2. evaluate on the fidelity ladder
-        rung_acc: dict[str, float] = {}
+        rung_acc: dict[str, float] = {}  # the accuracy objective per rung (see rung_score)
+        rung_top1: dict[str, float] = {}  # validation top-1 per rung
         metrics: Metrics | None = None
         decision = ""
         train_time = 0.0
@@ -261,12 +266,17 @@ class TrialRunner:
                     + " (not trained)"
                 )
                 return self._infeasible(trial, metrics.violations, metrics, rung_acc, msg, outcome)
-            if metrics.accuracy is None or not math.isfinite(metrics.accuracy):
-                reason = f"the evaluator returned no accuracy at {epochs} epochs"
+            value = accuracy_objective(metrics)
+            if value is None or not math.isfinite(value):
+                what = "accuracy" if metrics.score is None else "score"
+                reason = f"the evaluator returned no {what} at {epochs} epochs"
                 self._fail(trial, reason)
                 return outcome("failed", None, metrics.latency_ms, epochs, reason)
-            rung_acc[str(epochs)] = float(metrics.accuracy)
-            trial.set_user_attr("rung_accuracy", dict(rung_acc))
+            rung_acc[str(epochs)] = float(value)
+            trial.set_user_attr("rung_score", dict(rung_acc))
+            if metrics.accuracy is not None:
+                rung_top1[str(epochs)] = float(metrics.accuracy)
+                trial.set_user_attr("rung_accuracy", dict(rung_top1))
             if k == len(self.ladder.rungs) - 1:
                 break
             peers = peer_accuracies(
@@ -283,11 +293,11 @@ class TrialRunner:
                 objectives=self.objectives,
                 ladder=self.ladder,
             )
-            go_on, decision = self.ladder.promote(float(metrics.accuracy), peers)
+            go_on, decision = self.ladder.promote(float(value), peers)
             trial.set_user_attr(f"decision_at_{epochs}", decision)
             if not go_on:
                 break
-        assert metrics is not None and metrics.accuracy is not None
+        assert metrics is not None and accuracy_objective(metrics) is not None
         if "latency" in self.objectives and metrics.latency_ms is None:
             reason = "the evaluator measured no latency, but latency is an objective"
             self._fail(trial, reason)
@@ -303,9 +313,8 @@ class TrialRunner:
         )
         trial.set_user_attr("feasible", True)
         trial.set_user_attr("status", msg)
-        study.tell(
-            trial, self._values(metrics.accuracy, cost.flops, cost.params, metrics.latency_ms)
-        )
+        score = float(accuracy_objective(metrics))  # type: ignore[arg-type]
+        study.tell(trial, self._values(score, cost.flops, cost.params, metrics.latency_ms))
         return outcome(
             status,
             metrics.accuracy,
@@ -313,15 +322,17 @@ class TrialRunner:
             metrics.fidelity,
             msg,
             trained=not is_scored_only(metrics.extra),
+            score=score,
         )
 
     def _record_metrics(
         self, trial: optuna.Trial, m: Metrics, rung_acc: Mapping[str, float], train_time: float
     ) -> None:
         trial.set_user_attr("accuracy", m.accuracy)
+        trial.set_user_attr("score", accuracy_objective(m))
         trial.set_user_attr("fidelity", int(m.fidelity))
         trial.set_user_attr("train_time_s", round(train_time, 3))
-        trial.set_user_attr("rung_accuracy", dict(rung_acc))
+        trial.set_user_attr("rung_score", dict(rung_acc))
         if m.zero_cost is not None:
             trial.set_user_attr("zero_cost", m.zero_cost)
         if m.extra:

@@ -6,6 +6,7 @@ import pytest
 
 from experiments.proxy_fidelity_analysis import (
     bootstrap_ci,
+    choose_default,
     kendall_tau,
     noise_ceiling,
     paired_difference,
@@ -76,3 +77,30 @@ def test_paired_difference_resamples_architectures_together():
     assert (same["diff"], same["lo"], same["hi"], same["p_above"]) == (0, 0, 0, 0)
     with pytest.raises(ValueError, match="differ in length"):
         paired_difference([1, 2], [1], [1, 2])
+
+
+def test_choose_default_takes_the_cheapest_candidate_that_clearly_beats_both_baselines():
+    n = 20
+    ref = {f"a{i}": float(i) for i in range(n)}
+    perfect = dict(ref)
+    # params: right about the upper half only; FLOPs: backwards
+    params = {a: (v if v >= n / 2 else 0.0) for a, v in ref.items()}
+    flops = {a: -v for a, v in ref.items()}
+    # cheap: tau 0.6 or more but no better than params on the upper half
+    cheap = {a: (v if v >= n / 2 else (7 * v) % 10) for a, v in ref.items()}
+    scores = {"params alone": params, "FLOPs alone": flops, "cheap": cheap,
+              "perfect": perfect, "partial": {"a0": 1.0}}
+    cost = {"params alone": 0.0, "FLOPs alone": 0.0, "cheap": 1.0, "perfect": 5.0,
+            "partial": 0.1}
+    out = choose_default(scores, cost, ref, reps=400)
+    by = {c["candidate"]: c for c in out["checked"]}
+    assert set(by) == {"cheap", "perfect"}  # baselines and partly scored ones do not compete
+    assert by["perfect"]["tau"] == 1.0 and by["perfect"]["eligible"]
+    assert by["cheap"]["tau"] >= 0.6 and not by["cheap"]["eligible"]
+    assert by["cheap"]["vs"]["params alone"]["p_above"] < 0.9
+    assert out["chosen"] == "perfect"
+    # made cheaper than "cheap", the perfect proxy is still the one chosen; with no eligible
+    # candidate nothing is
+    assert choose_default(scores, {**cost, "perfect": 0.5}, ref, reps=400)["chosen"] == "perfect"
+    del scores["perfect"]
+    assert choose_default(scores, cost, ref, reps=400)["chosen"] is None

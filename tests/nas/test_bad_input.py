@@ -338,6 +338,18 @@ def test_ray_only_flags_are_refused_without_the_ray_backend(small, here, capsys,
     assert _tree(here) == ["afile"]
 
 
+def test_an_unknown_proxy_score_is_one_sentence_and_nothing_written(small, here, capsys):
+    assert _code(search_main, [*small, "--proxy-score", "top5"]) == 2
+    _one_line(
+        capsys.readouterr().err,
+        "argument --proxy-score: invalid choice: 'top5' (choose from 'loss', 'accuracy')",
+    )
+    assert _tree(here) == ["afile"]
+    with pytest.raises(ValueError, match="^proxy_score must be one of loss, accuracy, got 'top1'$"):
+        run_search(dataset="synthetic", proxy_score="top1", stream=io.StringIO())
+    assert _tree(here) == ["afile"]
+
+
 def test_the_api_refuses_ray_only_settings_without_the_ray_backend(here):
     with pytest.raises(ValueError, match=r"^workers=3 does nothing with the optuna backend"):
         run_search(dataset="synthetic", workers=3, stream=io.StringIO())

@@ -75,6 +75,31 @@ def test_real_search_completes_with_feasible_and_infeasible_trials(real_search):
         assert (tmp / "out" / "pareto" / m["file"]).is_file()
 
 
+@pytest.mark.slow
+def test_the_accuracy_objective_is_the_validation_likelihood_by_default(real_search):
+    import math
+
+    import optuna
+
+    tmp, res, log = real_search
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp / 's.db'}")
+    assert study.metric_names[0] == "likelihood"  # what the dashboard calls the objective
+    assert study.user_attrs["convnas"]["proxy_score"] == "loss"
+    feasible = [t for t in study.trials if t.user_attrs.get("feasible")]
+    assert feasible
+    for t in feasible:
+        ua = t.user_attrs
+        loss = ua["evaluator_extra"]["proxy"]["val_loss"]
+        assert ua["score"] == pytest.approx(math.exp(-loss), rel=1e-12)
+        assert t.values[0] == ua["score"] != ua["accuracy"]
+        assert ua["rung_score"][str(ua["fidelity"])] == ua["score"]
+        assert ua["rung_accuracy"][str(ua["fidelity"])] == ua["accuracy"]
+        assert f"acc {ua['accuracy']:.4f}  score {ua['score']:.4f}" in log
+    doc = json.loads((tmp / "out" / "pareto" / "pareto.json").read_text())
+    for m in doc["members"]:
+        assert m["score"] == m["values"]["accuracy"] and 0 < m["score"] <= 1
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,7 +150,8 @@ def test_dashboard_shows_named_metrics_architecture_and_infeasible_trials(dashbo
     studies = _get_json(f"{base}/api/studies")["study_summaries"]
     sid = next(s["study_id"] for s in studies if s["study_name"] == "tiny")
     detail = _get_json(f"{base}/api/studies/{sid}")
-    assert detail["objective_names"] == ["accuracy", "flops", "params", "latency_ms"]
+    # --proxy-score loss (the default): the accuracy objective is exp(-validation loss)
+    assert detail["objective_names"] == ["likelihood", "flops", "params", "latency_ms"]
     trials = detail["trials"]
     feasible = [t for t in trials if {"key": "feasible", "value": "True"} in t["user_attrs"]]
     infeasible = [t for t in trials if {"key": "feasible", "value": "False"} in t["user_attrs"]]
@@ -158,7 +184,7 @@ def test_dashboard_shows_named_metrics_architecture_and_infeasible_trials(dashbo
         [CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
     ).stdout
     assert "tiny" in dom
-    for name in ("accuracy", "flops", "params", "latency_ms"):
+    for name in ("likelihood", "flops", "params", "latency_ms"):
         assert name in dom, name
     assert "Infeasible" in dom  # the Pareto-front plot's legend for constraint-breaking trials
     shot = tmp_path / "dashboard.png"

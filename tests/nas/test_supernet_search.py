@@ -5,6 +5,7 @@ steps, 2 validation batches; each run takes a few seconds on one CPU thread.
 """
 
 import json
+import math
 import re
 
 import pytest
@@ -44,13 +45,17 @@ def test_supernet_trial_lines_say_scored_with_bn_recalibration_not_trained(
         assert " ep " not in ln and "trained" not in ln, ln
     table = out[out.index("  trial  arch_id") :].splitlines()
     head = table[0].split()
-    assert head[:7] == ["trial", "arch_id", "accuracy", "FLOPs", "params", "latency", "epochs"]
+    assert head[:8] == [
+        "trial", "arch_id", "accuracy", "score", "FLOPs", "params", "latency", "epochs"
+    ]  # fmt: skip
     members = [ln for ln in table[1:] if re.match(r"^ +\d+  [0-9a-f]{16} ", ln)]
-    assert members and all(ln.split()[8] == "-" for ln in members), members  # no epochs
+    assert members and all(ln.split()[9] == "-" for ln in members), members  # no epochs
     doc = json.loads(next(tmp_path.glob("out/pareto/pareto.json")).read_text())
     assert len(doc["members"]) == len(members)
     for m in doc["members"]:
         assert m["supernet_accuracy"] == m["accuracy"]
+        # scored by the supernet's validation loss, like the proxy (--proxy-score loss)
+        assert m["score"] == m["values"]["accuracy"] != m["accuracy"]
 
 
 def _finetune_lines(out):
@@ -88,10 +93,17 @@ def test_supernet_finetune_records_both_scores_and_a_rerun_tunes_only_new_member
         assert m["finetuned_val_loss"] == rec["val_loss"]
         assert m["dominated_after_finetune"] in (True, False)
         assert f"[{m['arch_id']}] supernet score {m['accuracy']:.4f} -> {rec['accuracy']:.4f}" in ln
+        # the accuracy objective (exp(-val loss)) before and after, as the search scored it
+        assert m["score"] == pytest.approx(
+            math.exp(-ua["evaluator_extra"]["supernet"]["val_loss"]), rel=1e-12
+        )
+        assert rec["score"] == pytest.approx(math.exp(-rec["val_loss"]), rel=1e-12)
+        assert m["finetuned_score"] == rec["score"]
+        assert f"(score {m['score']:.4f} -> {rec['score']:.4f})" in ln
     head = next(ln for ln in out.splitlines() if ln.startswith("  trial  arch_id"))
-    assert head.split()[:4] == ["trial", "arch_id", "accuracy", "fine-tuned"]
+    assert head.split()[:5] == ["trial", "arch_id", "accuracy", "score", "fine-tuned"]
     csv_head = (tmp_path / "out" / "pareto" / "pareto.csv").read_text().splitlines()[0]
-    assert "supernet_accuracy,finetuned_accuracy,finetune_epochs" in csv_head
+    assert "supernet_accuracy,finetuned_accuracy,finetuned_score,finetune_epochs" in csv_head
 
     # The finished study again, with the flag: every member is done, nothing is tuned.
     out2 = _run(["--trials", "3", "--supernet-finetune", "1"], capsys)
