@@ -370,7 +370,7 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
     (out / "found_vs_papers.json").write_text(json.dumps(payload, indent=1) + "\n")
     lines = ["# Found architectures vs the papers' networks (cifar10-mini)", "",
              f"{payload['date']}; {payload['machine']}; `{command}`.", "",
-             "Groups: *found* = the Pareto members (top 3 by proxy accuracy) of the current "
+             "Groups: *found* = the Pareto members (top 3 by the search's objective) of the "
              "searches of round 2 (`fvp2-*`: 2,000 images at 16 px scored by top-1, warm start "
              "with the uniform networks that fit); *round 3* = those of the searches with the "
              "defaults since 2026-12-07 (`fvp3-*`: 3,500 images, scored by exp(-validation "

@@ -100,6 +100,36 @@ def test_the_accuracy_objective_is_the_validation_likelihood_by_default(real_sea
         assert m["score"] == m["values"]["accuracy"] and 0 < m["score"] <= 1
 
 
+@pytest.mark.slow
+def test_a_study_from_before_the_proxy_score_resumes_only_with_top1(tmp_path):
+    import optuna
+
+    tiny = dict(
+        backbone="cifar_resnet20", resolution=16, dataset="synthetic", budget="7MFLOPs",
+        proxy_epochs=1, proxy_subset=64, batch_size=16, seed=1, device="cpu",
+        objectives="accuracy,flops", storage=str(tmp_path / "s.db"), study="old",
+        out=str(tmp_path / "out"), stream=io.StringIO(),
+        evaluator_options={"max_steps_per_epoch": 1, "max_val_batches": 1,
+                           "synthetic_size": 128},
+    )  # fmt: skip
+    run_search(trials=1, proxy_score="accuracy", **tiny)
+    # what a study made before --proxy-score holds: its settings without the key
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.load_study(study_name="old", storage=storage)
+    settings = dict(study.user_attrs["convnas"])
+    del settings["proxy_score"]
+    study.set_user_attr("convnas", settings)
+    with pytest.raises(ValueError, match="created with proxy_score='accuracy', this command has "
+                       "proxy_score='loss'"):
+        run_search(trials=2, **tiny)
+    res = run_search(trials=2, proxy_score="accuracy", **tiny)
+    assert res.n_complete == 2
+    scored = [t for t in optuna.load_study(study_name="old", storage=storage).trials
+              if "score" in t.user_attrs]  # fmt: skip
+    assert len(scored) == 2
+    assert all(t.values[0] == t.user_attrs["score"] == t.user_attrs["accuracy"] for t in scored)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
