@@ -183,11 +183,14 @@ def choose_default(
     :data:`BEATS_SHARE` of paired bootstrap resamples.
 
     ``scores``: candidate -> arch -> score (higher = predicted better; the baselines among
-    them), ``cost_s``: candidate -> seconds per architecture. Only candidates scored on every
-    architecture of ``ref`` compete. Returns ``{"chosen": name or None, "checked": [...]}``,
+    them), ``cost_s``: candidate -> seconds per architecture. The comparison runs over the
+    architectures of ``ref`` that every baseline scored; only candidates scored on all of them
+    compete. Returns ``{"chosen": name or None, "checked": [...]}``,
     one entry per candidate: tau, cost and the paired difference to each baseline.
     """
-    archs = sorted(ref)
+    # the architectures every baseline scored (a reference added later without its zero-cost
+    # record cannot tell whether a candidate beats the baselines)
+    archs = sorted(a for a in ref if all(a in scores.get(b, {}) for b in baselines))
     y = [ref[a] for a in archs]
     checked = []
     for name, sc in scores.items():
