@@ -149,15 +149,31 @@ def _fail(storage: Any, trial_id: int, reason: str) -> bool:
         return False  # another worker got there first
 
 
-def fail_orphans(study: optuna.Study, reasons: Mapping[str, str]) -> int:
+def fail_orphans(
+    study: optuna.Study, reasons: Mapping[str, str], *, unowned_after_s: float = 2.0
+) -> int:
     """Fail the running trials whose owner tag is a key of ``reasons``; return how many.
 
     ``reasons`` maps the tag of each worker known to be gone to why (e.g. Tune's error
-    line); the failure reads ``interrupted: <reason>``.
+    line); the failure reads ``interrupted: <reason>``. A worker lost between creating a trial
+    and recording its owner leaves a trial with no owner at all, which no tag or heartbeat
+    names; when some worker is known to be gone, such a trial older than ``unowned_after_s``
+    (a live worker records its owner within milliseconds) is failed too.
     """
     n = 0
+    now = time.time()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        tag = (t.system_attrs.get(OWNER_KEY) or {}).get("tag")
+        owner = t.system_attrs.get(OWNER_KEY)
+        tag = (owner or {}).get("tag")
         if tag in reasons:
             n += _fail(study._storage, t._trial_id, f"{INTERRUPTED_PREFIX}: {reasons[tag]}")
+        elif (
+            reasons
+            and not owner
+            and t.datetime_start is not None
+            and now - t.datetime_start.timestamp() > unowned_after_s
+        ):
+            gone = ", ".join(sorted(reasons))
+            reason = f"{INTERRUPTED_PREFIX}: left without an owner by a failed worker ({gone})"
+            n += _fail(study._storage, t._trial_id, reason)
     return n

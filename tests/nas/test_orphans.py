@@ -17,7 +17,8 @@ def _study_with_running(tmp_path, owners):
     study = optuna.create_study(study_name="s", storage=storage)
     for owner in owners:
         t = study.ask()
-        storage.set_trial_system_attr(t._trial_id, OWNER_KEY, owner)
+        if owner is not None:
+            storage.set_trial_system_attr(t._trial_id, OWNER_KEY, owner)
     return study
 
 
@@ -47,3 +48,19 @@ def test_only_the_failed_workers_trials_are_failed(tmp_path):
     failed = study.get_trials()[1]
     assert failed.user_attrs["failure"] == "interrupted: its Ray worker failed (worker 1: gone)"
     assert fail_orphans(study, {"run/1": "again"}) == 0  # finished trials are left alone
+
+
+def test_a_trial_left_without_an_owner_is_failed_once_a_worker_is_known_lost(tmp_path):
+    # A worker lost between study.ask() and recording its owner: no tag, no heartbeat names
+    # the trial, and nothing else would ever finish it (seen on a loaded 2-core CI machine).
+    other_host = {"host": "elsewhere", "pid": 1, "start": None, "tag": "run/0"}
+    study = _study_with_running(tmp_path, [other_host, None])
+    assert fail_orphans(study, {}) == 0  # no worker is known to be gone
+    assert fail_orphans(study, {"run/1": "gone"}, unowned_after_s=3600) == 0  # too fresh
+    assert fail_orphans(study, {"run/1": "gone"}, unowned_after_s=0) == 1
+    live, orphan = study.get_trials()
+    assert live.state == TrialState.RUNNING  # a live worker's trial is left alone
+    assert orphan.state == TrialState.FAIL
+    assert orphan.user_attrs["failure"] == (
+        "interrupted: left without an owner by a failed worker (run/1)"
+    )
