@@ -81,10 +81,11 @@ def proxy_score(kind: str, accuracy: float | None, val_loss: float | None) -> fl
     """The accuracy objective's value from a validation pass: top-1 (``kind="accuracy"``) or
     ``exp(-val_loss)`` (``"loss"``); ``None`` when the needed number is missing or not finite.
 
-    Why the loss is the default: on real photographs (cifar10-mini, 18 cifar_resnet20
+    Why the loss is the default: on real photographs (cifar10-mini, 20 cifar_resnet20
     architectures against 30-epoch trainings) the validation loss after 2 proxy epochs on
-    3,495 images ranked the architectures at Kendall tau 0.77, top-1 of the same runs at 0.58
-    (paired bootstrap: the loss better in every resample); experiments/results/proxy_fidelity.md.
+    3,495 images ranked the architectures at Kendall tau 0.75, top-1 of the same runs at 0.57
+    (paired bootstrap: the loss better in 99.5 % of resamples);
+    experiments/results/proxy_fidelity.md.
     The loss counts how confident the network is on every image, where top-1 only counts the
     images that crossed the decision boundary after two epochs.
     """
