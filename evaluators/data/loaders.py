@@ -43,7 +43,9 @@ def make_loader(
     ``seed`` seeds the loader's own generator (shuffling and the workers' seeds), never the
     global RNG. ``num_workers=None`` picks 0 for in-memory data (CIFAR, synthetic: their batched
     transforms cost less than feeding worker processes) and ``min(4, cpus - 1)`` otherwise.
-    Memory is pinned only when ``device`` is CUDA; workers persist across epochs.
+    Memory is pinned only when ``device`` is CUDA; workers persist across epochs unless the
+    proxy reseeds the loader (:func:`evaluators.proxy.reseed_loader` restarts them, so every
+    epoch's random transforms start from the reseeded generator).
     """
     check_int("batch_size", batch_size, 1)
     check_int("seed", seed)
