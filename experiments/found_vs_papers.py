@@ -3,6 +3,8 @@
 1. ``--search``: ConvNAS searches ``cifar_resnet20`` (and, with ``--backbones``, more) on the
    CIFAR-10 photographs of cifar10-mini with the product's defaults under two FLOPs budgets
    (50 % and 70 % of the all-conv network), objectives accuracy and FLOPs.
+   ``--rerank K``: round 3's studies (``fvp3-*``), copied to ``<work>/rerank.db``, finished
+   with ``nas.search --rerank K`` into ``fvp3r-*``: what the product's re-ranking keeps.
 2. ``--worker``: every Pareto member of every search, the all-conv backbone and the papers'
    uniform networks (SCConv(1/2, 2, 2) on the first conv of every block — the paper's R56
    placement — and on every 3x3 conv; OctConv at alpha .25/.5/.75; LinearConv at alpha .25/.5,
@@ -17,6 +19,7 @@
    comparison (is there a found network at least as accurate at no more FLOPs / latency?).
 
     python experiments/found_vs_papers.py --work /work/pf --search
+    python experiments/found_vs_papers.py --work /work/pf --rerank 2
     python experiments/found_vs_papers.py --work /work/pf --worker
     python experiments/found_vs_papers.py --work /work/pf --latency --analyse
 """
@@ -68,13 +71,19 @@ def _base_flops(backbone: str) -> int:
 #: defaults of the time (32 px proxy, no warm start); round 2 ("found", the round the verdict
 #: was first drawn on) with 16 px proxies and the uniform networks of the menu enqueued first
 #: (the fix round 1's verdict asked for); round 3 (2026-12-07) with the defaults since then:
-#: 3,500 proxy images scored by the validation loss (issue 10's measurement).
-ROUNDS = (("fvp2", "found"), ("fvp3", "round 3"), ("fvp", "round 1"))
+#: 3,500 proxy images scored by the validation loss (issue 10's measurement); "round 3
+#: re-ranked" is round 3's studies finished with ``--rerank`` (``--rerank K`` below: the
+#: studies copied to ``<work>/rerank.db``, the trials near the front scored with K more seeds).
+#: "round 4" (2026-12-07, later): the defaults plus the warm start that also enqueues the
+#: SCConv papers' networks (conv where a slot cannot take SCConv), and ``--rerank 2``.
+ROUNDS = (("fvp2", "found"), ("fvp3", "round 3"), ("fvp3r", "round 3 re-ranked"),
+          ("fvp4", "round 4"), ("fvp", "round 1"))
 #: Flags that make today's nas.search repeat a round's proxy (round 1 cannot be repeated:
 #: its warm start is gone).
-ROUND_FLAGS = {"fvp2": ["--proxy-subset", "2000", "--proxy-score", "accuracy"], "fvp3": []}
+ROUND_FLAGS = {"fvp2": ["--proxy-subset", "2000", "--proxy-score", "accuracy"], "fvp3": [],
+               "fvp4": ["--rerank", "2"]}
 #: Rounds whose members are retrained first and whose fronts mark a paper network as kept.
-CURRENT = ("found", "round 3")
+CURRENT = ("found", "round 3", "round 4")  # "round 3 re-ranked" starts with "round 3"
 
 
 def search_name(backbone: str, share: float, prefix: str = ROUNDS[0][0]) -> str:
@@ -89,18 +98,36 @@ def run_searches(work: Path, backbones: list[str]) -> None:
                 _search(work, backbone, share, prefix)
 
 
-def _search(work: Path, backbone: str, share: float, prefix: str) -> None:
+def rerank_searches(work: Path, backbones: list[str], k: int) -> None:
+    """Round 3's studies, copied to ``<work>/rerank.db``, finished with ``--rerank k``."""
+    import optuna
+
+    storage = f"sqlite:///{work}/rerank.db"
+    for backbone in backbones:
+        for share in BUDGETS:
+            study = search_name(backbone, share, "fvp3")
+            have = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+            if study not in have:
+                optuna.copy_study(from_study_name=study, to_study_name=study,
+                                  from_storage=f"sqlite:///{work}/found_vs_papers.db",
+                                  to_storage=storage)
+            _search(work, backbone, share, "fvp3", out_prefix="fvp3r", storage=storage,
+                    extra=("--rerank", str(k)))
+
+
+def _search(work: Path, backbone: str, share: float, prefix: str, out_prefix: str | None = None,
+            storage: str | None = None, extra: tuple[str, ...] = ()) -> None:
     name = search_name(backbone, share, prefix)
-    out = work / name
+    out = work / search_name(backbone, share, out_prefix or prefix)
     if (out / "pareto" / "pareto.json").is_file():
-        print(f"{name}: done", flush=True)
+        print(f"{out.name}: done", flush=True)
         return
     budget = f"{share * _base_flops(backbone) / 1e6:.3f}MFLOPs"
     cmd = [sys.executable, "-m", "nas.search", "--backbone", backbone,
            "--dataset", f"imagefolder:{MINI}", "--budget", budget,
            "--trials", str(TRIALS), "--objectives", "accuracy,flops",
-           "--storage", f"sqlite:///{work}/found_vs_papers.db", "--study", name,
-           "--out", str(out), "--seed", "0", *ROUND_FLAGS[prefix]]
+           "--storage", storage or f"sqlite:///{work}/found_vs_papers.db", "--study", name,
+           "--out", str(out), "--seed", "0", *ROUND_FLAGS[prefix], *extra]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
@@ -132,9 +159,11 @@ def networks(work: Path, backbones: list[str]) -> list[dict[str, Any]]:
                     continue
                 members = json.loads(path.read_text())["members"]
                 # The MAX_MEMBERS best by the search's objective (what a user retrains first):
-                # the score (exp(-val loss) in round 3), top-1 before it existed.
-                members = sorted(members, key=lambda m: -(m.get("score") or m.get("accuracy")
-                                                          or 0))
+                # the mean score after --rerank, else the score (exp(-val loss) in round 3),
+                # top-1 before it existed.
+                members = sorted(members, key=lambda m: -(m.get("rerank_score")
+                                                          or m.get("score")
+                                                          or m.get("accuracy") or 0))
                 for i, m in enumerate(members[:MAX_MEMBERS]):
                     pct = round(100 * share)
                     tag = label.replace(" ", "-")
@@ -271,6 +300,49 @@ def evaluated(work: Path, backbones: list[str]) -> dict[str, list[dict[str, Any]
     return out
 
 
+def front_hypervolumes(work: Path, backbones: list[str],
+                       acc: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Per search folder: its whole front re-scored by the references, and the hypervolume."""
+    from evaluators.cost import get_cost_model
+    from experiments.supernet_hypervolume import rescored_hypervolume
+
+    out = []
+    for backbone in backbones:
+        space = _space(backbone)
+        lo = get_cost_model(backbone, 10, 32, "all").range(space.choices).min_flops
+        for prefix, label in ROUNDS:
+            for share in BUDGETS:
+                path = work / search_name(backbone, share, prefix) / "pareto" / "pareto.json"
+                if not path.is_file():
+                    continue
+                members = [{"arch_id": m["arch_id"], "flops": m["flops"],
+                            "acc": statistics.fmean(acc[m["arch_id"]])
+                            if acc.get(m["arch_id"]) else None}
+                           for m in json.loads(path.read_text())["members"]]
+                pts = [(m["acc"], m["flops"]) for m in members if m["acc"] is not None]
+                out.append({"search": f"{label} {round(100 * share)}%", "members": members,
+                            "retrained": len(pts),
+                            "hypervolume": rescored_hypervolume(
+                                pts, lo, share * _base_flops(backbone))})
+        # What the papers' recipes alone give under each budget: their uniform networks.
+        papers = [n for n in networks(work, [backbone]) if n["group"] in ("paper", "backbone")]
+        for share in BUDGETS:
+            budget = share * _base_flops(backbone)
+            members = []
+            for n in papers:
+                a = n["arch"]
+                f = get_cost_model(a.backbone, a.num_classes, a.resolution, a.slots).cost(a).flops
+                if f <= budget:
+                    members.append({"arch_id": a.arch_id, "flops": f,
+                                    "acc": statistics.fmean(acc[a.arch_id])
+                                    if acc.get(a.arch_id) else None})
+            pts = [(m["acc"], m["flops"]) for m in members if m["acc"] is not None]
+            out.append({"search": f"papers' networks within {round(100 * share)}%",
+                        "members": members, "retrained": len(pts),
+                        "hypervolume": rescored_hypervolume(pts, lo, budget)})
+    return out
+
+
 def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Path:
     import matplotlib
 
@@ -330,7 +402,9 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     colours = {"backbone": "black", "paper": "tab:blue", "found 50%": "tab:red",
                "found 70%": "tab:orange", "round 3 50%": "tab:purple",
-               "round 3 70%": "tab:pink", "round 1 50%": "lightcoral",
+               "round 3 70%": "tab:pink", "round 3 re-ranked 50%": "tab:green",
+               "round 3 re-ranked 70%": "tab:olive", "round 4 50%": "tab:cyan",
+               "round 4 70%": "tab:brown", "round 1 50%": "lightcoral",
                "round 1 70%": "goldenrod"}
     for ax, key, label in ((axes[0], "flops", "MFLOPs"), (axes[1], "latency_cpu_ms",
                                                           "latency, batch 1, 1 thread (CPU ms)")):
@@ -342,7 +416,8 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
             xs = [r[key] / 1e6 if key == "flops" else r[key] for r in pts]
             ax.errorbar(xs, [100 * r["acc_mean"] for r in pts],
                         yerr=[100 * (r["acc_sd"] or 0) for r in pts],
-                        fmt={"round 1": "x", "round 3": "s"}.get(group[:7], "o"), color=colour,
+                        fmt="D" if "re-ranked" in group else
+                        {"round 1": "x", "round 3": "s"}.get(group[:7], "o"), color=colour,
                         label=group, capsize=3)
             kept = [(xv, r) for xv, r in zip(xs, pts) if r["found_as"] and r["group"] == group
                      and not group.startswith(CURRENT)]
@@ -364,9 +439,10 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
     fig.tight_layout()
     out = HERE / "results"
     fig.savefig(out / "found_vs_papers.png", dpi=120)
+    fronts = front_hypervolumes(work, backbones, acc)
     payload = {"date": dt.date.today().isoformat(), "machine": machine_description(),
                "command": command,
-               "rows": rows, "comparisons": comparisons}
+               "rows": rows, "comparisons": comparisons, "fronts": fronts}
     (out / "found_vs_papers.json").write_text(json.dumps(payload, indent=1) + "\n")
     lines = ["# Found architectures vs the papers' networks (cifar10-mini)", "",
              f"{payload['date']}; {payload['machine']}; `{command}`.", "",
@@ -374,9 +450,11 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
              "searches of round 2 (`fvp2-*`: 2,000 images at 16 px scored by top-1, warm start "
              "with the uniform networks that fit); *round 3* = those of the searches with the "
              "defaults since 2026-12-07 (`fvp3-*`: 3,500 images, scored by exp(-validation "
-             "loss)); *round 1* = those of the first searches (`fvp-*`: 32 px proxy, random "
-             "warm start only). A paper network marked *kept by* was on a round 2 or 3 "
-             "search's front.", "",
+             "loss)); *round 3 re-ranked* = round 3's studies finished with `--rerank 2` (the "
+             "trials of the front and the layer behind it scored with 2 more seeds, the front "
+             "chosen by the mean of 3); *round 1* = those of the first searches (`fvp-*`: 32 px "
+             "proxy, random warm start only). A paper network marked *kept by* was on a round 2 "
+             "or 3 search's front.", "",
              "| network | group | test top-1 (mean ± sd, seeds) | MFLOPs | params | "
              "latency (CPU ms) | proxy acc |", "|---|---|---|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["flops"]):
@@ -388,6 +466,18 @@ def analyse(work: Path, results: Path, backbones: list[str], command: str) -> Pa
                               if r["found_as"] and not r["group"].startswith(CURRENT) else "")
         lines.append(f"| {r['name']} | {group} | {a} | {r['flops'] / 1e6:.2f} | "
                      f"{r['params'] / 1e3:.1f}k | {lat_s} | {px} |")
+    lines += ["", "Each search's whole exported front re-scored by the 30-epoch test top-1 "
+              "(mean over seeds): hypervolume of (top-1, FLOPs scaled from the space's cheapest "
+              "network to the budget), reference point top-1 0 at the budget "
+              "(`experiments/supernet_hypervolume.py`'s measure); members without a retraining "
+              "are left out and counted.", "",
+              "| search | members | retrained | hypervolume | members (test top-1 %) |",
+              "|---|---:|---:|---:|---|"]
+    for f in fronts:
+        shown = ", ".join(f"{m['arch_id'][:8]} " + (f"{100 * m['acc']:.1f}" if m["acc"] else "–")
+                          for m in f["members"])
+        lines.append(f"| {f['search']} | {len(f['members'])} | {f['retrained']} | "
+                     f"{f['hypervolume']:.4f} | {shown} |")
     lines += ["", "Paper networks and a found network at least as accurate (mean) at no more "
               "FLOPs / no more latency:", ""]
     for c in comparisons:
@@ -423,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=None)
     p.add_argument("--backbones", default="cifar_resnet20")
     p.add_argument("--search", action="store_true")
+    p.add_argument("--rerank", type=int, default=None, metavar="K",
+                   help="finish round 3's studies (copies) with nas.search --rerank K")
     p.add_argument("--worker", action="store_true")
     p.add_argument("--latency", action="store_true")
     p.add_argument("--analyse", action="store_true")
@@ -431,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     results = a.results or a.work / "results.jsonl"
     if a.search:
         run_searches(a.work, backbones)
+    if a.rerank:
+        rerank_searches(a.work, backbones, a.rerank)
     if a.worker:
         worker(a.work, results, backbones)
     if a.latency:

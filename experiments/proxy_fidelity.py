@@ -251,17 +251,19 @@ def claim(work: Path, key: str):
 # -------------------------------------------------------------------------------- the items
 
 
-def run_reference(item: dict[str, Any], work: Path) -> dict[str, Any]:
-    """30 epochs of nas.retrain on the whole training split; test top-1 of the last epoch."""
+def run_reference(item: dict[str, Any], work: Path, epochs: int = REF_EPOCHS,
+                  folder: str = "ref") -> dict[str, Any]:
+    """``epochs`` (30) of nas.retrain on the whole training split, into
+    ``<work>/<folder>/<arch_id>-s<seed>``; test top-1 of the last epoch."""
     arch = item["arch"]["arch"]
-    out = work / "ref" / f"{arch.arch_id}-s{item['seed']}"
+    out = work / folder / f"{arch.arch_id}-s{item['seed']}"
     arch_file = work / "archs" / f"{arch.arch_id}.json"
     arch_file.parent.mkdir(parents=True, exist_ok=True)
     if not arch_file.is_file():
         arch.save(arch_file)
     cmd = [
         sys.executable, "-m", "nas.retrain", str(arch_file), "--dataset", f"imagefolder:{MINI}",
-        "--recipe", "cifar-cosine", "--epochs", str(REF_EPOCHS), "--val-fraction", "0",
+        "--recipe", "cifar-cosine", "--epochs", str(epochs), "--val-fraction", "0",
         "--select", "last", "--seed", str(item["seed"]), "--out", str(out), "--no-progress",
         "--no-latency", "--num-workers", "0",
     ]
@@ -279,7 +281,7 @@ def run_reference(item: dict[str, Any], work: Path) -> dict[str, Any]:
     res = json.loads((out / "result.json").read_text())
     return {"test_top1": res["test_top1"], "test_top5": res.get("test_top5"),
             "train_time_s": res.get("train_time_s"), "wall_s": time.time() - t0,
-            "epochs": REF_EPOCHS}
+            "epochs": epochs}
 
 
 _DATA: dict[Any, Any] = {}

@@ -92,6 +92,9 @@ class SearchConfig:
     #: Epochs of fine-tuning for each Pareto member after a supernet search (None: none);
     #: not a setting that defines the study (a rerun with it fine-tunes the finished study).
     supernet_finetune: int | None = None
+    #: Extra seeds that score the trials near the front again before export (None: none;
+    #: :mod:`nas.rerank`); like ``supernet_finetune``, not a setting that defines the study.
+    rerank: int | None = None
     # How the trials run (not part of what defines the study: either backend resumes it).
     backend: str = "optuna"
     ray_address: str | None = None
@@ -204,6 +207,25 @@ def _check_finetune(c: SearchConfig) -> None:
         )
 
 
+def _check_rerank(c: SearchConfig, objectives: tuple[str, ...]) -> None:
+    """``rerank``: a positive int, an accuracy objective, and not the supernet evaluator."""
+    n = c.rerank
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"rerank must be a positive number of extra seeds, got {n!r}")
+    if "accuracy" not in objectives:
+        raise ValueError(
+            f"rerank={n} (--rerank) scores the accuracy objective again, but the objectives "
+            f"{','.join(objectives)} have none"
+        )
+    if BUILTIN_EVALUATORS.get(c.evaluator or "", c.evaluator) == SUPERNET_EVALUATOR:
+        raise ValueError(
+            f"rerank={n} (--rerank) would train a new supernet per seed; with --evaluator "
+            "supernet use --supernet-finetune N"
+        )
+
+
 def check_config(c: SearchConfig) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Check every field that can be checked alone; return the objectives and the rungs.
 
@@ -233,6 +255,7 @@ def check_config(c: SearchConfig) -> tuple[tuple[str, ...], tuple[int, ...]]:
     objectives = parse_objectives(c.objectives)
     rungs = parse_fidelities(c.fidelities, c.proxy_epochs)
     _check_finetune(c)
+    _check_rerank(c, objectives)
     split_menu(c.ops)  # names, syntax and value ranges, before torch is imported
     _check_backend(c)
     describe_storage(c.storage)

@@ -22,12 +22,16 @@ replaces the old one, so a reader never sees half an export:
     dominated trials faint.
 
 The Pareto set is Optuna's (``study.best_trials``, which honours the constraints); a
-repeated architecture appears once (its first trial). The hypervolume is Optuna's too, on
-normalised objectives: accuracy as is (reference 0), FLOPs and params divided by their budget
-(or, without one, by the most expensive architecture of the space), latency by its budget (or
-by 1.1 x the slowest feasible trial), each with reference 1; it lies in [0, 1].
+repeated architecture appears once (its first trial). After ``--rerank K`` it is the front of
+the re-ranked trials' mean scores instead (:mod:`nas.rerank`): members carry ``rerank_score``
+(the mean over ``rerank_seeds`` seeds, the search's included) next to the search's ``score``,
+and their accuracy objective value and the hypervolume use the mean. The hypervolume is
+Optuna's too, on normalised objectives: accuracy as is (reference 0), FLOPs and params divided
+by their budget (or, without one, by the most expensive architecture of the space), latency by
+its budget (or by 1.1 x the slowest feasible trial), each with reference 1; it lies in [0, 1].
 
-Imports :mod:`nas.storage`, :mod:`nas.naming`, :mod:`nas.paths`, :mod:`nas.records` and,
+Imports :mod:`nas.storage`, :mod:`nas.naming`, :mod:`nas.paths`, :mod:`nas.records`,
+:mod:`nas.fronts` and,
 when called, :mod:`nas.backends` (to read the study); must not import :mod:`nas.search` or
 :mod:`nas.runner`, which call it.
 """
@@ -45,9 +49,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nas.fronts import reranked_score
 from nas.naming import study_folder
 from nas.paths import check_writable_folder
-from nas.records import FINETUNE_KEY, is_scored_only
+from nas.records import FINETUNE_KEY, RERANK_KEY, is_scored_only
 from nas.storage import DEFAULT_STORAGE, describe_storage, storage_file
 
 __all__ = ["build_parser", "cli", "export_study", "main", "pareto_members"]
@@ -68,6 +73,8 @@ CSV_FIELDS = (
     "finetuned_accuracy",
     "finetuned_score",
     "finetune_epochs",
+    "rerank_score",
+    "rerank_seeds",
     "ops",
     "file",
 )
@@ -114,6 +121,11 @@ def pareto_members(
         if arch_id is None or arch_id in seen:
             continue
         seen.add(arch_id)
+        reranked = reranked_score(r, objectives)
+        rr = ua.get(RERANK_KEY) if isinstance(ua.get(RERANK_KEY), dict) else {}
+        values = dict(zip(objectives, r.values or []))
+        if reranked is not None:
+            values["accuracy"] = reranked
         members.append(
             {
                 "trial": r.number,
@@ -139,9 +151,16 @@ def pareto_members(
                 "finetuned_val_loss": ft.get("val_loss"),
                 "finetune_time_s": ft.get("train_time_s"),
                 "finetune_failure": ft.get("failure"),
+                # --rerank K (None: not re-ranked; see nas.rerank)
+                "rerank_score": reranked,
+                "rerank_seeds": (
+                    1 + sum(s.get("score") is not None for s in rr.get("seeds", {}).values())
+                    if reranked is not None
+                    else None
+                ),
                 "train_time_s": ua.get("train_time_s"),
                 "ops": ua.get("ops"),
-                "values": dict(zip(objectives, r.values or [])),
+                "values": values,
                 "file": f"{arch_id}.json",
                 "architecture": json.loads(ua["arch"]) if "arch" in ua else None,
             }

@@ -101,14 +101,17 @@ def summary_table(pareto: Sequence[Mapping[str, Any]], objectives: Sequence[str]
     with ``supernet_accuracy``: not trained on its own). When a member was fine-tuned
     (``--supernet-finetune``), a ``fine-tuned`` column shows its accuracy afterwards. With
     ``--proxy-score loss`` a ``score`` column shows the accuracy objective, ``exp(-val loss)``,
-    next to validation top-1.
+    next to validation top-1; after ``--rerank`` a ``mean`` column shows the score averaged
+    over the re-ranking seeds (what the front was chosen by).
     """
     tuned = any(m.get("finetune_epochs") is not None for m in pareto)
+    reranked = any(m.get("rerank_score") is not None for m in pareto)
     scored = any(m.get("score") not in (None, m.get("accuracy")) for m in pareto)
     head = (
         f"{'trial':>5}  {'arch_id':<16}  {'accuracy':>8}  "
         + (f"{'score':>6}  " if scored else "")
         + (f"{'fine-tuned':>10}  " if tuned else "")
+        + (f"{'mean':>6}  " if reranked else "")
         + f"{'FLOPs':>12}  {'params':>8}  {'latency':>9}  {'epochs':>6}  ops"
     )
     lines = [head]
@@ -118,10 +121,13 @@ def summary_table(pareto: Sequence[Mapping[str, Any]], objectives: Sequence[str]
         ft = m.get("finetuned_accuracy")
         ft_text = f"{ft:.4f}" if ft is not None else "-"
         score = f"{m['score']:.4f}" if m.get("score") is not None else "-"
+        rr = m.get("rerank_score")
+        mean = f"{rr:.4f}" if rr is not None else "-"
         lines.append(
             f"{m['trial']:>5}  {m['arch_id']:<16}  {acc:>8}  "
             + (f"{score:>6}  " if scored else "")
             + (f"{ft_text:>10}  " if tuned else "")
+            + (f"{mean:>6}  " if reranked else "")
             + f"{format_flops(m['flops']):>12}  "
             f"{format_count(m['params']):>8}  {format_ms(m.get('latency_ms')):>9}  "
             f"{epochs:>6}  {m.get('ops', '')}"
@@ -177,9 +183,12 @@ def print_start(p: Progress, plan: Any, info: Any) -> None:
     else:
         p.line(f"New study '{plan.study}' in {plan.storage}; running {c.trials} evaluated trials.")
         if info.warm_uniform or info.warm_random:
+            partial = any(u.endswith(" where offered") for u in info.warm_uniform)
             uniform = (
                 f"the uniform network{'s' if len(info.warm_uniform) > 1 else ''} "
-                f"{', '.join(info.warm_uniform)} (one operator in every slot, the papers' recipe)"
+                f"{', '.join(info.warm_uniform)} (one operator in every slot"
+                + (" that offers it, conv in the others" if partial else "")
+                + ", the papers' recipe)"
                 if info.warm_uniform
                 else "no uniform network (none fits the budget)"
             )

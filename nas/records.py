@@ -12,11 +12,13 @@ from typing import Any
 
 __all__ = [
     "FINETUNE_KEY",
+    "RERANK_KEY",
     "RunSummary",
     "StudyInfo",
     "TrialOutcome",
     "TrialRow",
     "finetune_study_key",
+    "rerank_study_key",
     "is_scored_only",
 ]
 
@@ -29,6 +31,16 @@ FINETUNE_KEY = "supernet_finetune"
 def finetune_study_key(number: int) -> str:
     """``"supernet_finetune:12"``: the study user attribute holding trial 12's record."""
     return f"{FINETUNE_KEY}:{number}"
+
+
+#: The user attribute of a trial row that holds its ``--rerank`` record (:mod:`nas.rerank`),
+#: stored like the fine-tuning record as the study user attribute :func:`rerank_study_key`.
+RERANK_KEY = "rerank"
+
+
+def rerank_study_key(number: int) -> str:
+    """``"rerank:12"``: the study user attribute holding trial 12's re-ranking scores."""
+    return f"{RERANK_KEY}:{number}"
 
 
 def is_scored_only(extra: Any) -> bool:

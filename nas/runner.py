@@ -5,12 +5,13 @@
 cluster writes nothing), writes ``search_config.json``, runs the trials in this process or as
 Ray Tune workers (:func:`run_on_ray`, which hands :func:`run_worker` to
 :func:`nas.backends.ray_backend.run_workers`), fine-tunes the Pareto members with
-``--supernet-finetune`` (:mod:`nas.finetune`), exports the Pareto set (:mod:`nas.export`) and
-prints the summary (:mod:`nas.progress`). :func:`run_worker` is what one Ray worker runs.
+``--supernet-finetune`` (:mod:`nas.finetune`), re-ranks the trials near the front with
+``--rerank`` (:mod:`nas.rerank`), exports the Pareto set (:mod:`nas.export`) and prints the
+summary (:mod:`nas.progress`). :func:`run_worker` is what one Ray worker runs.
 
 Imports :mod:`nas.config`, :mod:`nas.plan`, :mod:`nas.progress`, :mod:`nas.storage` and, when
-called, :mod:`nas.backends`, :mod:`nas.finetune` and :mod:`nas.export`; must not import
-:mod:`nas.search` (the command line and the API above it).
+called, :mod:`nas.backends`, :mod:`nas.finetune`, :mod:`nas.rerank` and :mod:`nas.export`;
+must not import :mod:`nas.search` (the command line and the API above it).
 """
 
 from __future__ import annotations
@@ -159,6 +160,10 @@ def execute(
         from nas.finetune import finetune_members
 
         finetune_members(plan, engine, _info_of(engine, plan), p.line)
+    if c.rerank is not None and not worker:  # the trials near the front, before export
+        from nas.rerank import rerank_members
+
+        rerank_members(plan, engine, _info_of(engine, plan), p.line)
     from nas.export import export_study, pareto_members
 
     members, hv = pareto_members(engine.rows(), _info_of(engine, plan))

@@ -123,6 +123,7 @@ def run_search(
     evaluator: str | None = None,
     evaluator_options: Mapping[str, Any] | Sequence[str] | None = None,
     supernet_finetune: int | None = None,
+    rerank: int | None = None,
     export: bool = True,
     stream: TextIO | None = None,
     backend: str = "optuna",
@@ -140,6 +141,8 @@ def run_search(
     proxy-training evaluator); ``evaluator_options`` go to ``EvalConfig.extra``.
     ``supernet_finetune`` (with ``evaluator="supernet"``): after the search, fine-tune each
     Pareto member for that many epochs from its supernet weights (:mod:`nas.finetune`).
+    ``rerank``: after the search, score the trials near the front with that many more seeds
+    and export the front of the mean scores (:mod:`nas.rerank`).
     ``trials`` counts evaluated candidates: a proposal over ``budget`` or ``max_params`` is
     recorded as infeasible but not counted; with ``repair`` it is evaluated next changed to
     fit; after ``max_rejections`` of them in a row the search stops
@@ -188,6 +191,7 @@ def run_search(
         evaluator=evaluator,
         evaluator_options=parse_evaluator_options(evaluator_options),
         supernet_finetune=supernet_finetune,
+        rerank=rerank,
         backend=backend,
         ray_address=ray_address,
         workers=2 if workers is None else workers,
@@ -296,23 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="resnet50",
         help="cifar_resnet20/32/44/56/110, resnet50_cifar or any torchvision model",
     )
-    g.add_argument(
-        "--slots",
-        default="all",
-        choices=SLOT_POLICY_NAMES,
-        help="which convolutions are searchable: all, or spatial (k>1) only",
-    )
+    g.add_argument("--slots", default="all", choices=SLOT_POLICY_NAMES,
+                   help="searchable convolutions: all, or spatial (k>1) only")  # fmt: skip
     g.add_argument(
         "--ops",
         default="conv,scconv,oct,linear",
         help="operator menu, e.g. 'conv,scconv(a=0.5,r=2,g=2),oct(a=0.25|0.5)'",
     )
-    g.add_argument(
-        "--resolution",
-        type=_int_arg("resolution", 8),
-        default=None,
-        help="target input size for costs (default: the backbone's, 224 or 32)",
-    )
+    g.add_argument("--resolution", type=_int_arg("resolution", 8), default=None,
+                   help="input size for costs (default: the backbone's, 224 or 32)")  # fmt: skip
     g = p.add_argument_group("proxy evaluation")
     g.add_argument(
         "--dataset",
@@ -375,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         "epochs from its supernet weights and record both scores (a rerun fine-tunes the "
         "members not fine-tuned yet)",
     )
+    g.add_argument("--rerank", type=_int_arg("rerank seeds"), default=None, metavar="K",
+                   help="after the search, score the trials of the front and the layer behind "
+                   "it again with K more seeds and export the front of their mean scores "
+                   "(README: 'Re-ranking the front'; a rerun adds only missing seeds)")  # fmt: skip
     g = p.add_argument_group("search")
     g.add_argument(
         "--objectives",
@@ -424,12 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIME",
         help="stop starting new trials after this long: 3600, 30m, 2h",
     )
-    g.add_argument(
-        "--seed",
-        type=_int_arg("seed", 0),
-        default=0,
-        help="seeds the sampler, the proxy split, weights and data order",
-    )
+    g.add_argument("--seed", type=_int_arg("seed", 0), default=0,
+                   help="seeds the sampler, the proxy split, weights and data order")  # fmt: skip
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g = p.add_argument_group("storage and output")
     g.add_argument(
@@ -525,6 +521,7 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
         evaluator=args.evaluator,
         evaluator_options=parse_evaluator_options(args.evaluator_option),
         supernet_finetune=args.supernet_finetune,
+        rerank=args.rerank,
         backend=args.backend,
         ray_address=args.ray_address,
         workers=2 if args.workers is None else args.workers,

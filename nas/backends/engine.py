@@ -56,7 +56,7 @@ from nas.backends.heartbeat import (
     process_start,
 )
 from nas.backends.optuna_storage import open_storage
-from nas.backends.results import metric_names, record_finetune, rows_of
+from nas.backends.results import metric_names, record_finetune, record_rerank, rows_of
 from nas.backends.samplers import SAMPLERS, make_sampler
 from nas.backends.trial import Evaluate, TrialRunner, fail_trial
 from nas.backends.warm_start import BudgetRepair, enqueue_warm_start, feasible_random
@@ -474,3 +474,8 @@ class OptunaSearch:
         """Store trial ``number``'s ``--supernet-finetune`` record (see :mod:`nas.finetune`)."""
         assert self.study is not None
         record_finetune(self.study, number, record)
+
+    def record_rerank(self, number: int, record: dict[str, Any]) -> None:
+        """Store trial ``number``'s ``--rerank`` record (see :mod:`nas.rerank`)."""
+        assert self.study is not None
+        record_rerank(self.study, number, record)

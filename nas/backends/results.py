@@ -1,6 +1,6 @@
 """Reading a study back: every trial as a plain row, its feasibility and Pareto flags, hypervolume.
 
-Imports optuna, :mod:`nas.records`, :mod:`nas.backends.constraints` and
+Imports optuna, :mod:`nas.records`, :mod:`nas.fronts`, :mod:`nas.backends.constraints` and
 :mod:`nas.backends.optuna_storage`; must not import the engine (which uses it) or any ``nas``
 module above :mod:`nas.backends`.
 """
@@ -16,7 +16,14 @@ from optuna.trial import TrialState
 
 from nas.backends.constraints import is_feasible
 from nas.backends.optuna_storage import list_studies, open_storage
-from nas.records import FINETUNE_KEY, TrialRow, finetune_study_key
+from nas.fronts import apply_rerank
+from nas.records import (
+    FINETUNE_KEY,
+    RERANK_KEY,
+    TrialRow,
+    finetune_study_key,
+    rerank_study_key,
+)
 
 __all__ = [
     "LIKELIHOOD_NAME",
@@ -25,6 +32,7 @@ __all__ = [
     "load_rows",
     "metric_names",
     "record_finetune",
+    "record_rerank",
     "rows_of",
 ]
 
@@ -75,7 +83,9 @@ def rows_of(study: optuna.Study) -> list[TrialRow]:
     """Every trial of ``study`` as a :class:`TrialRow`, feasibility and Pareto flags set.
 
     A ``--supernet-finetune`` record (a study user attribute, :func:`finetune_study_key`) is
-    shown as the trial's ``supernet_finetune`` user attribute.
+    shown as the trial's ``supernet_finetune`` user attribute, a ``--rerank`` record
+    (:func:`rerank_study_key`) as its ``rerank`` attribute; once trials are re-ranked, the
+    Pareto flags are those of the re-ranked scores (:func:`nas.fronts.apply_rerank`).
     """
     trials = study.get_trials(deepcopy=False)
     study_attrs = study.user_attrs
@@ -92,27 +102,45 @@ def rows_of(study: optuna.Study) -> list[TrialRow]:
                 values=list(t.values) if t.values is not None else None,
                 feasible=complete and is_feasible(t),
                 pareto=t.number in best and complete and is_feasible(t),
-                user_attrs=_with_finetune(
-                    t.user_attrs, study_attrs.get(finetune_study_key(t.number))
+                user_attrs=_with_records(
+                    t.user_attrs,
+                    study_attrs.get(finetune_study_key(t.number)),
+                    study_attrs.get(rerank_study_key(t.number)),
                 ),
                 completed_at=(
                     t.datetime_complete.timestamp() if t.datetime_complete is not None else None
                 ),
             )
         )
+    apply_rerank(rows, _objectives(study))
     return rows
 
 
-def _with_finetune(attrs: dict[str, Any], record: Any) -> dict[str, Any]:
+def _with_records(attrs: dict[str, Any], finetune: Any, rerank: Any) -> dict[str, Any]:
     out = dict(attrs)
-    if isinstance(record, dict):
-        out[FINETUNE_KEY] = record
+    if isinstance(finetune, dict):
+        out[FINETUNE_KEY] = finetune
+    if isinstance(rerank, dict):
+        out[RERANK_KEY] = rerank
     return out
+
+
+def _objectives(study: optuna.Study) -> list[str]:
+    """The study's objective names (a study made before they were stored: from metric names)."""
+    return study.user_attrs.get("objectives") or [
+        {**{v: k for k, v in METRIC_NAMES.items()}, LIKELIHOOD_NAME: "accuracy"}.get(m, m)
+        for m in (study.metric_names or [])
+    ]
 
 
 def record_finetune(study: optuna.Study, number: int, record: dict[str, Any]) -> None:
     """Store trial ``number``'s ``--supernet-finetune`` record (replacing an earlier one)."""
     study.set_user_attr(finetune_study_key(number), record)
+
+
+def record_rerank(study: optuna.Study, number: int, record: dict[str, Any]) -> None:
+    """Store trial ``number``'s ``--rerank`` record (replacing an earlier one)."""
+    study.set_user_attr(rerank_study_key(number), record)
 
 
 def load_rows(storage: str, study_name: str) -> tuple[list[TrialRow], dict[str, Any]]:
@@ -129,10 +157,7 @@ def load_rows(storage: str, study_name: str) -> tuple[list[TrialRow], dict[str, 
         raise ValueError(f"study {study_name!r} is not in storage {storage!r} (studies: {shown})")
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
     ua = study.user_attrs
-    objectives = ua.get("objectives") or [
-        {**{v: k for k, v in METRIC_NAMES.items()}, LIKELIHOOD_NAME: "accuracy"}.get(m, m)
-        for m in (study.metric_names or [])
-    ]
+    objectives = _objectives(study)
     info = {
         "study": study_name,
         "storage": storage,

@@ -109,23 +109,41 @@ def uniform_fitting(
     cost_of_labels: Callable[[Mapping[str, str]], Any],
     budgets: Budgets,
 ) -> list[dict[str, str]]:
-    """The uniform architectures (one label in every slot) that fit the FLOPs/params budgets.
+    """The uniform architectures that fit the FLOPs/params budgets, as ``(label, labels)``.
 
-    Labels offered by every slot only, in the menu's order (the first slot's); none without
-    a FLOPs or params budget either, since then the sampler's own start-up covers the space.
+    First the labels every slot offers (one operator in every slot), in the menu's order;
+    then the labels only some slots offer, each in the slots that offer it and the slot's
+    ``conv`` (else its first choice) elsewhere: the papers' recipes where a slot cannot take
+    the operator, e.g. SCConv, which replaces 3x3 convolutions and leaves a ResNet's 1x1
+    downsampling convolutions as they are (the SCConv paper's networks). Each of those labels
+    comes back as ``"<label> where offered"``.
     """
     if not choices:
         return []
-    shared = [lbl for lbl in next(iter(choices.values()))
-              if all(lbl in options for options in choices.values())]
+    menu: list[str] = []
+    for options in choices.values():
+        menu += [lbl for lbl in options if lbl not in menu]
+    full = [lbl for lbl in menu if all(lbl in options for options in choices.values())]
+    partial = [lbl for lbl in menu if lbl not in full]
     out = []
-    for label in shared:
-        labels = {p: label for p in choices}
+    for label in [*full, *partial]:
+        labels = {
+            p: label if label in c else ("conv" if "conv" in c else c[0])
+            for p, c in choices.items()
+        }
+        if len(set(labels.values())) > 1 and label not in full:
+            if all(v != label for v in labels.values()):
+                continue
+            name = f"{label} where offered"
+        else:
+            name = label
+        if any(labels == seen for _, seen in out):
+            continue
         cost = cost_of_labels(labels)
         if (budgets.max_flops is None or cost.flops <= budgets.max_flops) and (
             budgets.max_params is None or cost.params <= budgets.max_params
         ):
-            out.append(labels)
+            out.append((name, labels))
     return out
 
 
@@ -141,7 +159,8 @@ def enqueue_warm_start(
     """Enqueue ``n`` budget-fitting architectures in a new study; returns the labels of the
     uniform networks enqueued and the number of random ones.
 
-    First the uniform networks that fit (:func:`uniform_fitting`, at most ``n``): a per-layer
+    First the uniform networks that fit (:func:`uniform_fitting`, at most ``n``; those of
+    operators some slots do not offer after those in every slot): a per-layer
     search should at least find the papers' own recipes, and on cifar10-mini a 24-trial
     search without them never proposed the all-OctConv networks that beat everything it
     found (experiments/results/found_vs_papers.md, round 1). Then random architectures:
@@ -153,11 +172,12 @@ def enqueue_warm_start(
     if n <= 0 or (budgets.max_flops is None and budgets.max_params is None):
         return [], 0
     uniform = uniform_fitting(choices, cost_of_labels, budgets)[:n]
-    for labels in uniform:
-        label = next(iter(labels.values()))
+    for name, labels in uniform:
+        where = "the slots that offer it" if name.endswith(" where offered") else "every slot"
+        label = name.removesuffix(" where offered")
         study.enqueue_trial(
             labels,
-            user_attrs={"proposed_by": f"warm start (uniform network: {label} in every slot)"},
+            user_attrs={"proposed_by": f"warm start (uniform network: {label} in {where})"},
             skip_if_exists=True,
         )
     rng = random.Random(seed)
@@ -168,4 +188,4 @@ def enqueue_warm_start(
             user_attrs={"proposed_by": "warm start (random architecture fitted to budget)"},
             skip_if_exists=True,
         )
-    return [next(iter(labels.values())) for labels in uniform], n - len(uniform)
+    return [name for name, _ in uniform], n - len(uniform)

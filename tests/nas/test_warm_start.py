@@ -39,11 +39,19 @@ def _engine(tmp_path, space, cm, budgets, warm_start):
 
 
 def _uniform_costs(space, cm):
-    """Each label every slot offers, with the FLOPs and params of its uniform network (built,
-    then priced), in the menu's order."""
+    """Each label of the menu with the FLOPs and params of its uniform network (built, then
+    priced): first those every slot offers, in the menu's order, then the others, named
+    ``"<label> where offered"`` (their network keeps conv in the slots that lack them)."""
     shared = [s.label for s in space.menu if all(s.label in c for c in space.choices.values())]
     assert 6 <= len(shared) < len(space.menu)  # the stem's 3 channels rule out rank 4 at a=.25
-    return {label: cm.cost(space.uniform(label)) for label in shared}
+    others = [s.label for s in space.menu if s.label not in shared]
+    costs = {label: cm.cost(space.uniform(label)) for label in shared}
+    costs.update({f"{label} where offered": cm.cost(space.uniform(label)) for label in others})
+    return costs
+
+
+def _labels(name):
+    return name.removesuffix(" where offered")
 
 
 def _queued(tmp_path):
@@ -57,13 +65,22 @@ def test_the_uniform_networks_under_the_budget_come_first_then_random_ones(tmp_p
     budget = round(0.5 * costs["conv"].flops)
     fitting = [label for label, c in costs.items() if c.flops <= budget]
     assert 2 <= len(fitting) < len(costs) and "conv" not in fitting
+    assert "scconv(a=0.25,r=2,g=2) where offered" in fitting  # the SCConv paper's networks
     info = _engine(tmp_path, space, cm, Budgets(max_flops=budget), 6).open()
     assert info.warm_uniform == tuple(fitting) and info.warm_random == 6 - len(fitting)
     queued = _queued(tmp_path)
     assert len(queued) == 6
-    for t, label in zip(queued, fitting):
-        assert set(t.system_attrs["fixed_params"].values()) == {label}
-        assert t.user_attrs["proposed_by"] == f"warm start (uniform network: {label} in every slot)"
+    for t, name in zip(queued, fitting):
+        label, fixed = _labels(name), t.system_attrs["fixed_params"]
+        if name == label:
+            assert set(fixed.values()) == {label}
+            said = f"warm start (uniform network: {label} in every slot)"
+            assert t.user_attrs["proposed_by"] == said
+        else:  # the label wherever a slot offers it, conv in the others
+            assert fixed == {p: label if label in c else "conv" for p, c in space.choices.items()}
+            assert set(fixed.values()) == {label, "conv"}
+            assert t.user_attrs["proposed_by"] == (
+                f"warm start (uniform network: {label} in the slots that offer it)")
     for t in queued[len(fitting):]:
         assert t.user_attrs["proposed_by"] == "warm start (random architecture fitted to budget)"
         assert len(set(t.system_attrs["fixed_params"].values())) > 1
@@ -90,24 +107,34 @@ def test_a_budget_below_every_uniform_network_enqueues_random_ones_only(tmp_path
     assert info.warm_uniform == () and info.warm_random == 3
 
 
+@pytest.mark.parametrize("trials", [8, 24], ids=["warm-2", "warm-6"])
 def test_the_search_prints_and_evaluates_the_uniform_networks_first(
-    tmp_path, monkeypatch, capsys, small_search
+    tmp_path, monkeypatch, capsys, small_search, trials
 ):
     monkeypatch.chdir(tmp_path)
     space, cm = _space()
     costs = _uniform_costs(space, cm)
     budget = 0.5 * costs["conv"].flops
     fitting = [label for label, c in costs.items() if c.flops <= budget]
-    code = main([*small_search, "--budget", f"{budget / 1e6:.4f}MFLOPs", "--trials", "8",
+    code = main([*small_search, "--budget", f"{budget / 1e6:.4f}MFLOPs", "--trials", str(trials),
                  "--sampler", "random", "--objectives", "accuracy,flops"])
     out = capsys.readouterr().out
     assert code == 0
-    # 8 trials: a warm start of 2, the first two uniform networks that fit
-    assert (f"Warm start: the uniform networks {fitting[0]}, {fitting[1]} (one operator in every "
-            "slot, the papers' recipe), then the random sampler proposes.") in out
+    if trials == 8:  # a warm start of 2: the first two uniform networks that fit
+        assert (f"Warm start: the uniform networks {fitting[0]}, {fitting[1]} (one operator in "
+                "every slot, the papers' recipe), then the random sampler proposes.") in out
+        fitting = fitting[:2]
+    else:  # a warm start of 6: the SCConv networks too, with conv where SCConv cannot go
+        assert (f"Warm start: the uniform networks {', '.join(fitting)} (one operator in every "
+                "slot that offers it, conv in the others, the papers' recipe) and "
+                f"{6 - len(fitting)} random architecture") in out
     study = optuna.load_study(study_name=None, storage="sqlite:///runs/convnas.db")
-    first = sorted(study.get_trials(), key=lambda t: t.number)[:2]
-    assert [set(t.params.values()) for t in first] == [{fitting[0]}, {fitting[1]}]
+    first = sorted(study.get_trials(), key=lambda t: t.number)[: len(fitting)]
+    # the SCConv networks are the papers': the 1x1 downsampling convolutions stay conv
+    assert [t.params for t in first] == [
+        {p: _labels(n) if _labels(n) in c else "conv" for p, c in space.choices.items()}
+        for n in fitting
+    ]
     assert all(t.state == TrialState.COMPLETE for t in first)
 
 
