@@ -234,7 +234,6 @@ def analyse(work: Path, results: Path, minutes: int, command: str) -> Path:
                            "date": dt.datetime.now().isoformat(timespec="minutes"),
                            "minutes": minutes, "searches": {}}
     budget = min_flops = None
-    evaluated: dict[str, list[dict[str, Any]]] = {}
     for ev in EVALUATORS:
         name = search_name(ev, minutes)
         rows, info = load_rows(f"sqlite:///{work}/{name}.db", name)
@@ -243,8 +242,6 @@ def analyse(work: Path, results: Path, minutes: int, command: str) -> Path:
         budget = SHARE * _flops(_space().uniform("conv"))
         done = [r for r in rows if r.state == "COMPLETE" and r.values
                 and not r.user_attrs.get("rejected")]  # evaluated (not priced out)
-        evaluated[ev] = [{"arch_id": r.user_attrs.get("arch_id"), "score": r.values[0],
-                          "flops": r.values[1], "feasible": r.feasible} for r in done]
         times = [r.user_attrs.get("train_time_s") for r in done[1:]
                  if r.user_attrs.get("train_time_s") is not None]
         members = []

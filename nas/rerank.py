@@ -21,7 +21,8 @@ search's summary show the re-ranked front; the Optuna trials keep the values the
 
 **Resume.** Each seed's score is kept on its own; a rerun with the flag evaluates only the
 seeds a candidate lacks (a larger K adds seeds; new trials of a resumed search add
-candidates). Failed evaluations are recorded and tried again by a rerun.
+candidates; the scores of seeds beyond a smaller K are kept and still count). Failed
+evaluations are recorded and tried again by a rerun.
 
 Imports :mod:`nas.fronts`, :mod:`nas.records` and, when called, :mod:`evaluators.metrics` and
 :mod:`search_spaces.arch`; must not import :mod:`nas.backends`, :mod:`nas.runner` or
@@ -30,13 +31,12 @@ Imports :mod:`nas.fronts`, :mod:`nas.records` and, when called, :mod:`evaluators
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from nas.fronts import LAYERS, near_front
+from nas.fronts import LAYERS, near_front, reranked_score
 from nas.records import RERANK_KEY
 
 __all__ = ["rerank_members"]
@@ -57,9 +57,9 @@ def rerank_members(
     objectives = list(info["objectives"])
     base = plan.eval_config
     seeds = [base.seed + j for j in range(1, k + 1)]
-    rows = engine.rows()
+    near = near_front(engine.rows(), objectives)
     todo = []
-    for r in near_front(rows, objectives):
+    for r in near:
         rec = r.user_attrs.get(RERANK_KEY) or {}
         have = {int(s) for s, v in (rec.get("seeds") or {}).items() if v.get("score") is not None}
         missing = [s for s in seeds if s not in have]
@@ -68,7 +68,7 @@ def rerank_members(
     n_eval = sum(len(m) for _, m, _ in todo)
     line("")
     line(
-        f"Re-ranking: the {len(near_front(rows, objectives))} trial(s) of the first {LAYERS} "
+        f"Re-ranking: the {len(near)} trial(s) of the first {LAYERS} "
         f"non-dominated layers, each with seed(s) {', '.join(map(str, seeds))} "
         f"({n_eval} evaluation(s) to run)"
     )
@@ -90,7 +90,8 @@ def rerank_members(
         got = [v["score"] for v in record["seeds"].values() if v["score"] is not None]
         head = f"  trial {r.number:>4}  [{r.user_attrs['arch_id']}]"
         fails = [v["failure"] for v in record["seeds"].values() if v["failure"]]
-        mean = statistics.fmean([r.values[objectives.index("accuracy")], *got])
+        r.user_attrs[RERANK_KEY] = record
+        mean = reranked_score(r, objectives)
         line(
             f"{head} score {r.values[objectives.index('accuracy')]:.4f} -> mean {mean:.4f} over "
             f"{len(got) + 1} seed(s)" + (f"; failed: {fails[0]} (a rerun tries again)"

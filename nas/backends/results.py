@@ -112,7 +112,8 @@ def rows_of(study: optuna.Study) -> list[TrialRow]:
                 ),
             )
         )
-    apply_rerank(rows, _objectives(study))
+    if any(RERANK_KEY in r.user_attrs for r in rows):  # only studies finished with --rerank
+        apply_rerank(rows, _objectives(study))
     return rows
 
 
