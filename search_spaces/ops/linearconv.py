@@ -426,10 +426,15 @@ class LinearConv2d(nn.Module):
     def _forward_mixed(self, x: Tensor) -> Tensor:
         y_p = F.conv2d(x, self.primary, None, self.stride, self.padding)
         coeffs = self._coeffs()
-        y_s = y_p
-        for c in coeffs:  # Aᵀ Y_p, or A2ᵀ (A1ᵀ Y_p) for a rank: 1×1 convolutions
-            y_s = F.conv2d(y_s, c.t()[:, :, None, None])
-        out = torch.cat([y_p, y_s], dim=1)
+        # Aᵀ Y_p, or A2ᵀ (A1ᵀ Y_p) for a rank: 1×1 convolutions, computed as matrix products
+        # over a channels-last view. ``F.linear(y, c.t())`` is ``y @ c`` and hands BLAS the
+        # coefficients as stored; a 1×1 ``conv2d`` with ``c.t()`` as its weight first copied
+        # the transposed matrix (and zero-filled its gradient), which at 1024×1024 took several
+        # times the product itself (experiments/results/op_speed.md).
+        y_s = y_p.movedim(1, -1)
+        for c in coeffs:
+            y_s = F.linear(y_s, c.t())
+        out = torch.cat([y_p, y_s.movedim(-1, 1)], dim=1)
         if self.bias is not None:
             out = out.add_(self.bias.view(1, -1, 1, 1))  # cat's backward keeps no output
         return out

@@ -69,23 +69,29 @@ def test_train_forward_and_gradients_equal_the_combined_weight_convolution(case)
 def test_mix_form_runs_no_convolution_with_all_output_filters():
     m = LinearConv2d(64, 64, 3, alpha=0.5)
     x = torch.randn(8, 64, 4, 4)
-    widths = []
-    real = F.conv2d
+    widths, mixes = [], []
+    real_conv, real_linear = F.conv2d, F.linear
 
-    def spy(inp, weight, *args, **kwargs):
+    def spy_conv(inp, weight, *args, **kwargs):
         widths.append(weight.shape[0])
-        return real(inp, weight, *args, **kwargs)
+        return real_conv(inp, weight, *args, **kwargs)
 
-    torch.nn.functional.conv2d = spy
+    def spy_linear(inp, weight, *args, **kwargs):
+        mixes.append((tuple(inp.shape), tuple(weight.shape), weight.is_contiguous()))
+        return real_linear(inp, weight, *args, **kwargs)
+
+    torch.nn.functional.conv2d, torch.nn.functional.linear = spy_conv, spy_linear
     try:
         m(x)
         m.eval()
         m(x)
     finally:
-        torch.nn.functional.conv2d = real
-    # Train: 32 primary filters, then the 32 secondary outputs mixed by a 1×1 convolution;
-    # eval: the one cached 64-filter convolution.
-    assert widths == [32, 32, 64]
+        torch.nn.functional.conv2d, torch.nn.functional.linear = real_conv, real_linear
+    # Train: 32 primary filters, then the 32 secondary outputs mixed by one matrix product
+    # over the channels-last view of the primary outputs, with the coefficients as stored
+    # (their transpose is a view, never copied); eval: the one cached 64-filter convolution.
+    assert widths == [32, 64]
+    assert mixes == [((8, 4, 4, 32), (32, 32), False)]
 
 
 def test_regulariser_is_unchanged_by_the_form():
