@@ -9,9 +9,10 @@ batch and resolution so the run stays affordable.
 
 Every number is a ratio to the plain convolution (network) measured in the same run:
 
-* latency: ``time.thread_time`` (CPU time of this thread) with ``torch.set_num_threads(1)``;
-  every round times each variant once, all variants interleaved in a rotated order, and the
-  ratio is taken within the round; medians and min-max ranges over rounds.
+* latency: ``time.thread_time`` (CPU time of this thread) with ``torch.set_num_threads(1)``,
+  or wall time (``time.perf_counter``) with ``--threads 2`` and more, whose worker threads a
+  thread clock would miss; every round times each variant once, all variants interleaved in
+  a rotated order, and the ratio is taken within the round; medians and min-max ranges over rounds.
 * saved: bytes of the tensors autograd keeps for the backward pass (unique storages, through
   ``torch.autograd.graph.saved_tensors_hooks``, parameters excluded, the input included) -
   the part of a training step's peak memory that grows with the operator.
@@ -19,10 +20,16 @@ Every number is a ratio to the plain convolution (network) measured in the same 
   (views excluded, counted with a dispatch mode), in units of the slot's input map.
 * FLOPs: the analytic cost model (equal to fvcore; eval mode, one image).
 
+Next to every OctConv setting, an ``oct(...) pair`` row times the same layer as the octave pass
+runs it between two OctConv slots: an ``(X^H, X^L)`` pair in, the ``(Y^H, Y^L)`` pair out, no
+split of the input or merge of the output (its FLOPs are fvcore's count of that form).
+
     python experiments/op_speed.py --quick --label before
     python experiments/op_speed.py --quick --label after     # md gets a before/after table
+    python experiments/op_speed.py --label after --threads 2
 
-Writes ``experiments/results/op_speed_<label>.json`` and rewrites
+Writes ``experiments/results/op_speed_<label>.json`` (``op_speed_<label>_t<N>.json`` with
+``--threads N`` above 1) and rewrites
 ``experiments/results/op_speed.md`` from every ``op_speed_*.json`` present.
 """
 
@@ -73,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", type=_shapes, default=None, help="layer shapes, e.g. 64@56,16@32")
     p.add_argument("--rounds", type=_positive, default=None, help="interleaved rounds")
     p.add_argument("--train-batch", type=_positive, default=32)
+    p.add_argument(
+        "--threads", type=_positive, default=1, help="torch threads (above 1: wall time)"
+    )
     p.add_argument("--no-networks", action="store_true", help="layers only")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument(
@@ -105,6 +115,11 @@ def _dispatch_counter():
     return Written
 
 
+def _tensors(x) -> tuple:
+    """A layer's input or output as a tuple: an octave pair stays one, a tensor becomes one."""
+    return x if isinstance(x, tuple) else (x,)
+
+
 def memory_profile(module, x) -> dict[str, int]:
     """Saved-for-backward bytes and bytes written by forward and backward of a train step."""
     import torch
@@ -124,16 +139,32 @@ def memory_profile(module, x) -> dict[str, int]:
     fwd, bwd = written(), written()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), fwd:
         out = module(x)
-    grad = torch.ones_like(out)
+    grad = tuple(torch.ones_like(t) for t in _tensors(out))
     with bwd:
-        out.backward(grad)
+        torch.autograd.backward(_tensors(out), grad)
     module.zero_grad(set_to_none=True)
-    x.grad = None
+    for t in _tensors(x):
+        t.grad = None
     return {"saved": sum(saved.values()), "fwd_written": fwd.bytes, "bwd_written": bwd.bytes}
 
 
+#: The clock of every latency: the measuring thread's CPU time with one torch thread, wall
+#: time with more (set by main from --threads).
+CLOCK = {"name": "thread_time", "fn": time.thread_time}
+
+
+def _set_clock(threads: int) -> None:
+    CLOCK.update(
+        {"name": "thread_time", "fn": time.thread_time}
+        if threads == 1
+        else {"name": "perf_counter", "fn": time.perf_counter}
+    )
+
+
 def interleaved(fns: dict[str, object], rounds: int, reps: int) -> dict[str, list[float]]:
-    """CPU seconds per call of every function, all interleaved in each round (order rotated)."""
+    """Seconds per call of every function on :data:`CLOCK`, all interleaved in each round
+    (order rotated)."""
+    clock = CLOCK["fn"]
     names = list(fns)
     for f in fns.values():  # warm-up
         f()
@@ -141,10 +172,10 @@ def interleaved(fns: dict[str, object], rounds: int, reps: int) -> dict[str, lis
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
-            t0 = time.thread_time()
+            t0 = clock()
             for _ in range(reps):
                 fns[n]()
-            times[n].append((time.thread_time() - t0) / reps)
+            times[n].append((clock() - t0) / reps)
     return times
 
 
@@ -182,14 +213,15 @@ def _train_fn(module, x, loss=None):
     def run():
         nonlocal grad
         module.zero_grad(set_to_none=True)
-        x.grad = None
+        for t in _tensors(x):
+            t.grad = None
         out = module(x)
         if loss is not None:
             loss(out).backward()
             return
         if grad is None:
-            grad = torch.randn_like(out)
-        out.backward(grad)
+            grad = tuple(torch.randn_like(t) for t in _tensors(out))
+        torch.autograd.backward(_tensors(out), grad)
 
     return run
 
@@ -201,6 +233,44 @@ def layer_specs():
     from search_spaces.space import DEFAULT_MENU_TEXT, parse_menu
 
     return parse_menu(DEFAULT_MENU_TEXT)
+
+
+def _pair_layer(op):
+    """``op`` (an OctConv2d) as the octave pass runs it: an (X^H, X^L) pair in and out."""
+    import torch
+
+    class OctavePair(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.op = op
+
+        def forward(self, pair):
+            return self.op.octaves(pair, keep=True)
+
+    return OctavePair()
+
+
+def _pair_input(op, batch: int, size: int, grad: bool):
+    import torch
+
+    half = -(-size // 2)
+    high = torch.randn(batch, op.in_high, size, size)
+    low = torch.randn(batch, op.in_low, half, half)
+    return (high.requires_grad_(grad), low.requires_grad_(grad))
+
+
+def _pair_flops(module, pair) -> int:
+    """fvcore's count (eval) of the pair form on a one-image pair."""
+    import logging
+
+    from fvcore.nn import FlopCountAnalysis
+
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    module.eval()
+    analysis = FlopCountAnalysis(module, (pair,))
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    return int(analysis.total())
 
 
 def measure_layers(shapes, rounds: int, train_batch: int) -> list[dict]:
@@ -215,26 +285,40 @@ def measure_layers(shapes, rounds: int, train_batch: int) -> list[dict]:
         specs = [s for s in layer_specs() if OPS[s.op].check_slot(slot, **s.hparams) is None]
         base_flops = OPS["conv"].cost(slot).flops
         torch.manual_seed(0)
-        mods = {s.label: OPS[s.op].build(slot, **s.hparams) for s in specs}
-        flops = {s.label: OPS[s.op].cost(slot, **s.hparams).flops / base_flops for s in specs}
         x1 = torch.randn(1, c, h, h)
         # The input wants a gradient, as inside a network (the backward computes it).
         xb = torch.randn(train_batch, c, h, h).requires_grad_()
+        # label -> (module, eval input, train input, FLOPs ratio)
+        cases = {}
+        for s in specs:
+            op = OPS[s.op].build(slot, **s.hparams)
+            cases[s.label] = (op, x1, xb, OPS[s.op].cost(slot, **s.hparams).flops / base_flops)
+            if s.op == "octconv" and op.accepts_octaves:
+                pair = _pair_layer(op)
+                flops = _pair_flops(pair, _pair_input(op, 1, h, False)) / base_flops
+                cases[f"{s.label} pair"] = (
+                    pair,
+                    _pair_input(op, 1, h, False),
+                    _pair_input(op, train_batch, h, True),
+                    flops,
+                )
         map_bytes = xb.nbytes
-        mem = {lbl: memory_profile(m, xb) for lbl, m in mods.items()}
+        mem = {lbl: memory_profile(m, tb) for lbl, (m, _, tb, _) in cases.items()}
         conv_saved = mem["conv"]["saved"]
         # Few-ms calls are repeated inside a round so the clock's resolution does not matter.
         eval_reps = min(50, max(1, int(2e7 // (c * c * 9 * h * h))))
-        ev = _ratios(
-            interleaved({k: _eval_fn(m, x1) for k, m in mods.items()}, rounds, eval_reps), "conv"
+        evals = {k: _eval_fn(m, e) for k, (m, e, _, _) in cases.items()}
+        ev = _ratios(interleaved(evals, rounds, eval_reps), "conv")
+        tr = _ratios(
+            interleaved({k: _train_fn(m, tb) for k, (m, _, tb, _) in cases.items()}, rounds, 1),
+            "conv",
         )
-        tr = _ratios(interleaved({k: _train_fn(m, xb) for k, m in mods.items()}, rounds, 1), "conv")
-        for lbl in mods:
+        for lbl, case in cases.items():
             rows.append(
                 {
                     "shape": f"{c}@{h}",
                     "op": lbl,
-                    "flops_ratio": flops[lbl],
+                    "flops_ratio": case[3],
                     "eval_b1": ev[lbl],
                     f"train_b{train_batch}": tr[lbl],
                     "saved_ratio": mem[lbl]["saved"] / conv_saved,
@@ -335,7 +419,8 @@ def render(results: dict[str, dict]) -> str:
     lines = ["# Operator speed: latency and memory next to FLOPs (`experiments/op_speed.py`)", ""]
     lines += [
         "Ratios to `nn.Conv2d` (layers) or to the plain network in the same run. Latency is "
-        "CPU time of the measuring thread (`time.thread_time`, `torch.set_num_threads(1)`), "
+        "CPU time of the measuring thread (`time.thread_time`, `torch.set_num_threads(1)`), or "
+        "wall time (`time.perf_counter`) in a run with more torch threads (its heading says), "
         "all variants interleaved in every round (order rotated), ratio taken within a round: "
         "median (min-max over rounds). Two background experiment workers kept both cores busy "
         "during these runs, so wall-clock times are noisy; CPU time and within-round ratios are "
@@ -344,12 +429,16 @@ def render(results: dict[str, dict]) -> str:
         "operator-dependent part of a training step's peak memory (a true CPU allocator peak is "
         "not measured). *maps fwd/bwd*: bytes of all tensors created by the train-mode forward "
         "and by the backward, in input-map units (views excluded). FLOPs: the analytic cost "
-        "model (= fvcore, eval). GPU: none on this machine, so no CUDA numbers.",
+        "model (= fvcore, eval). *oct(...) pair*: the OctConv layer as the octave pass runs it "
+        "between OctConv slots, an (X^H, X^L) pair in and out (FLOPs: fvcore on that form). "
+        "GPU: none on this machine, so no CUDA numbers.",
         "",
     ]
     for label, res in results.items():
+        threads = res.get("threads", 1)
+        clock = res.get("clock", "thread_time")
         lines += [
-            f"## {label}",
+            f"## {label}: {threads} torch thread{'s' if threads > 1 else ''}, {clock}",
             "",
             f"Machine: {res['machine']}",
             "",
@@ -455,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         return _write_report(args.out_dir)
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    _set_clock(args.threads)
     shapes = args.shapes or (QUICK_SHAPES if args.quick else R50_SHAPES + CIFAR_SHAPES)
     rounds = args.rounds or (5 if args.quick else 9)
     load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
@@ -474,22 +564,34 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before,
         "load_after": "/".join(f"{x:.2f}" for x in os.getloadavg()),
         "rounds": rounds,
+        "threads": args.threads,
+        "clock": CLOCK["name"],
         "train_batch": args.train_batch,
         "layers": layers,
         "networks": networks,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"op_speed_{args.label}.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out_dir / f'op_speed_{args.label}.json'}")
+    out = args.out_dir / f"op_speed_{_run_name(args.label, args.threads)}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
     return _write_report(args.out_dir)
+
+
+def _run_name(label: str, threads: int) -> str:
+    return label if threads == 1 else f"{label}_t{threads}"
 
 
 def _write_report(out_dir: Path) -> int:
     present = {}
-    for lbl in LABELS:
-        f = out_dir / f"op_speed_{lbl}.json"
+    runs = [(lbl, 1) for lbl in LABELS]
+    for f in sorted(out_dir.glob("op_speed_*_t*.json")):
+        lbl, _, t = f.stem.removeprefix("op_speed_").rpartition("_t")
+        if lbl in LABELS and t.isdigit() and int(t) > 1:
+            runs.append((lbl, int(t)))
+    for lbl, threads in runs:
+        f = out_dir / f"op_speed_{_run_name(lbl, threads)}.json"
         if f.is_file():
-            present[lbl] = json.loads(f.read_text())
+            present[_run_name(lbl, threads)] = json.loads(f.read_text())
     if not present:
         print(f"no op_speed_before.json or op_speed_after.json in {out_dir}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ __all__ = [
     "GATE_THRESHOLD",
     "GN_MAX_GROUPS",
     "INFO",
+    "MERGED_UPPER_MAX_CHANNELS",
     "SCConv2d",
     "SRU",
     "build",
@@ -47,6 +48,13 @@ GN_MAX_GROUPS = 16
 #: Without autograd, inputs with fewer elements than this take the plain form (see _fused):
 #: on CPU the fused form paid from about 64@56 at batch 1 and lost on CIFAR-sized maps.
 FUSED_MIN_ELEMENTS = 1 << 17
+#: The fused form runs the upper branch ``GWC(up) + PWC1(up)`` as one dense k×k convolution
+#: (the group-wise kernel's blocks with the point-wise kernel added at the centre) when the
+#: squeezed upper part has at most this many channels: a group-wise convolution over so few
+#: channels per group is slow on CPU, and one dense convolution beat the pair despite its
+#: ``9g / (9 + g)`` times the MACs (64@56 train: 0.35 vs 0.50 of the slot's conv); with 32
+#: squeezed channels the pair was as fast or faster (experiments/results/op_speed.md).
+MERGED_UPPER_MAX_CHANNELS = 16
 
 
 def validate(*, alpha: float = 0.5, r: int = 2, g: int = 2) -> None:
@@ -413,9 +421,36 @@ class CRU(nn.Module):
             s = torch.stack([F.adaptive_avg_pool2d(y1, 1), F.adaptive_avg_pool2d(y2, 1)])
             beta = torch.softmax(s, dim=0)  # pairwise over (upper, lower), per channel
             return beta[0] * y1 + beta[1] * y2
-        # In place on the conv's output: a convolution's backward does not need its output.
-        y1 = self.gwc(up).add_(self.pwc1(up))
-        return _Fuse.apply(y1, self.pwc2(low), low)
+        return _Fuse.apply(self.upper_branch(up), self.pwc2(low), low)
+
+    @property
+    def merges_upper(self) -> bool:
+        """Whether the fused form runs ``GWC + PWC1`` as one convolution (see
+        :data:`MERGED_UPPER_MAX_CHANNELS`)."""
+        return self.gwc.in_channels <= MERGED_UPPER_MAX_CHANNELS
+
+    def upper_weight(self) -> Tensor:
+        """The dense k×k kernel ``W`` with ``conv(up, W) = GWC(up) + PWC1(up)``.
+
+        ``W`` holds the group-wise kernel's ``g`` blocks on its block diagonal (zeros across
+        groups) plus the point-wise kernel at the centre tap; it is built from the two
+        parameters on every call, so their gradients are those of the separate convolutions.
+        """
+        wg, g = self.gwc.weight, self.gwc.groups
+        per_group, k = wg.shape[1], wg.shape[2]
+        rows = [  # group i's output filters see input channels [i·per_group, (i+1)·per_group)
+            F.pad(part, (0, 0, 0, 0, i * per_group, (g - 1 - i) * per_group))
+            for i, part in enumerate(wg.chunk(g, dim=0))
+        ]
+        return torch.cat(rows, dim=0) + F.pad(self.pwc1.weight, (k // 2,) * 4)
+
+    def upper_branch(self, up: Tensor) -> Tensor:
+        """``Y1 = GWC(up) + PWC1(up)`` on the squeezed upper part: one dense convolution when
+        :attr:`merges_upper`, else the two convolutions summed in place (a convolution's
+        backward does not need its output)."""
+        if self.merges_upper:
+            return F.conv2d(up, self.upper_weight(), None, 1, self.gwc.padding)
+        return self.gwc(up).add_(self.pwc1(up))
 
     def extra_repr(self) -> str:
         return f"upper={self.upper}, lower={self.lower}"

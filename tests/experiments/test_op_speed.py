@@ -21,18 +21,35 @@ def test_tiny_run_writes_json_and_a_before_after_report(tmp_path):
     rows = {r["op"]: r for r in result["layers"]}
     # conv + the default menu's settings that fit 16 channels (rank 4 needs 4 < min(P, S):
     # linear(a=0.25,rank=4) leaves 4 primary filters, so it is not among them).
-    assert len(rows) == 9 and "linear(a=0.25,rank=4)" not in rows
+    assert len(rows) == 12 and "linear(a=0.25,rank=4)" not in rows
     conv = rows["conv"]
     assert conv["flops_ratio"] == 1.0 and conv["eval_b1"]["ratio"] == 1.0
     assert conv["saved_ratio"] == 1.0 and conv["fwd_maps"] == 1.0  # one output map, one input
+    # 16@6, 3×3: the four paths are 7/16 of the conv's MACs; fvcore adds the pooling of the
+    # whole input (16 channels x 36 pixels = 1/144 of the conv) per slot, and of X^H only
+    # (8 channels: 1/288) in the pair form, where no input is split or output merged.
     assert rows["oct(a=0.5)"]["flops_ratio"] == pytest.approx(0.4375 + 1 / 144, abs=1e-9)
+    pair = rows["oct(a=0.5) pair"]
+    assert pair["flops_ratio"] == pytest.approx(0.4375 + 1 / 288, abs=1e-9)
+    assert pair["saved_ratio"] < rows["oct(a=0.5)"]["saved_ratio"]
     assert rows["scconv(a=0.5,r=2,g=2)"]["saved_ratio"] > 2
+    assert result["threads"] == 1 and result["clock"] == "thread_time"
     md = (tmp_path / "op_speed.md").read_text()
     assert "## before" in md and "## after" in md and "## Before / after" in md
     assert "| 16@6 | oct(a=0.5) | 0.44 |" in md
     (tmp_path / "op_speed.md").unlink()
     assert op_speed.main(["--report-only", "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "op_speed.md").read_text() == md
+
+
+@pytest.mark.slow
+def test_two_threads_write_their_own_file_timed_on_the_wall_clock(tmp_path):
+    args = ["--shapes", "16@4", "--rounds", "1", "--train-batch", "2", "--no-networks"]
+    assert op_speed.main([*args, "--threads", "2", "--out-dir", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["op_speed.md", "op_speed_after_t2.json"]
+    result = json.loads((tmp_path / "op_speed_after_t2.json").read_text())
+    assert result["threads"] == 2 and result["clock"] == "perf_counter"
+    assert "## after_t2: 2 torch threads, perf_counter" in (tmp_path / "op_speed.md").read_text()
 
 
 def test_bad_shape_exits_2_and_writes_nothing(tmp_path, capsys):

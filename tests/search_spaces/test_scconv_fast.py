@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from search_spaces.ops.scconv import SRU, SCConv2d
+from search_spaces.ops.scconv import CRU, MERGED_UPPER_MAX_CHANNELS, SRU, SCConv2d
 
 
 def reference_sru(sru: SRU, x):
@@ -41,6 +41,7 @@ CASES = [
     (32, 48, 3, 2, True, 0.25, 2, 2, 2, 9),
     (33, 20, 5, 1, False, 0.3, 2, 1, 2, 7),  # odd channels: the roll wraps unevenly
     (24, 12, 3, 2, True, 0.75, 3, 2, 4, 5),
+    (128, 64, 3, 1, False, 0.5, 2, 2, 2, 5),  # 32 squeezed upper channels: GWC and PWC1 apart
 ]
 
 
@@ -150,3 +151,35 @@ def test_without_autograd_small_inputs_take_the_plain_form_large_ones_the_fused(
     torch.testing.assert_close(out, reference_scconv(m, x), rtol=1e-5, atol=1e-6)
     m(x)  # with autograd every size is fused
     assert len(calls) == (2 if fused else 1)
+
+
+@pytest.mark.parametrize(
+    ("c2", "k", "g"), [(12, 3, 1), (16, 3, 2), (20, 5, 4), (16, 3, 8)], ids=str
+)
+def test_merged_upper_branch_is_one_convolution_equal_to_gwc_plus_pwc1(c2, k, g, monkeypatch):
+    torch.manual_seed(c2 + k + g)
+    cru = CRU(16, c2, k, alpha=0.5, r=1, g=g).double()  # 8 squeezed upper channels: merged
+    assert cru.merges_upper
+    up = torch.randn(2, 8, 7, 6, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, c2, 7, 6, dtype=torch.float64)
+    leaves = [up, cru.gwc.weight, cru.pwc1.weight]
+    ref = cru.gwc(up) + cru.pwc1(up)
+    want = torch.autograd.grad(ref, leaves, grad)
+    calls = []
+    real = F.conv2d
+    monkeypatch.setattr(F, "conv2d", lambda *a, **kw: calls.append(a[1].shape) or real(*a, **kw))
+    out = cru.upper_branch(up)
+    assert calls == [torch.Size([c2, 8, k, k])]  # one dense k×k convolution
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for got, exp in zip(torch.autograd.grad(out, leaves, grad), want):
+        torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("channels", "alpha", "squeezed", "merged"),
+    [(64, 0.5, 16, True), (128, 0.25, 16, True), (128, 0.5, 32, False), (256, 0.25, 32, False)],
+)
+def test_upper_branch_merges_up_to_the_channel_limit(channels, alpha, squeezed, merged):
+    cru = CRU(channels, channels, 3, alpha=alpha, r=2, g=2)
+    assert cru.gwc.in_channels == squeezed
+    assert cru.merges_upper is merged is (squeezed <= MERGED_UPPER_MAX_CHANNELS)
