@@ -322,6 +322,40 @@ def test_fast_resampling_gradients():
     )
 
 
+@pytest.mark.parametrize("contiguous", [True, False])
+@pytest.mark.parametrize("grad", [False, True])
+def test_add_upsampled_is_bit_exact_and_in_place_on_a_contiguous_map(contiguous, grad):
+    torch.manual_seed(5)
+    full = torch.randn(2, 12, 6, 8)
+    cut = slice(None) if contiguous else slice(2, 8)  # a channel slice: strided
+    low = torch.randn(2, full[:, cut].shape[1], 3, 4)
+    expected = full[:, cut] + F.interpolate(low, size=(6, 8), mode="nearest")
+    with torch.set_grad_enabled(grad):
+        lo = low.clone().requires_grad_(grad)
+        h = (full.clone().requires_grad_(grad) * 1)[:, cut]  # a computed map, as in a network
+        assert h.is_contiguous() is contiguous
+        ptr = h.data_ptr()
+        out = _resample.add_upsampled(h, lo)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    if contiguous:
+        assert out.data_ptr() == ptr  # added into the map itself: no up-sampled copy kept
+    if grad:
+        g_out = torch.randn_like(expected)
+        (g_low,) = torch.autograd.grad(out, lo, g_out)
+        with _resample_off():
+            ref = F.avg_pool2d(g_out, 2) * 4  # the 2x2 sum of the gradient
+        torch.testing.assert_close(g_low, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_pooling_gradient_is_a_quarter_of_the_upsampled_gradient_bit_for_bit():
+    x = torch.randn(2, 3, 6, 8, requires_grad=True)
+    g = torch.randn(2, 3, 3, 4)
+    (got,) = torch.autograd.grad(_resample.avg_pool2(x), x, g)
+    with _resample_off():
+        (ref,) = torch.autograd.grad(F.avg_pool2d(x, 2, 2, ceil_mode=True), x, g)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
+
+
 def test_traced_models_keep_the_upsampling_fvcore_counts():
     op = OctConv2d(8, 8, 3, alpha=0.5).eval()
     graph = str(torch.jit.trace(op, torch.randn(1, 8, 8, 8)).inlined_graph)
