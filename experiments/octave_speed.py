@@ -189,10 +189,9 @@ def render(result: dict) -> str:
         "before the octave pass. *kept, F.\\**: the octave pass, `F.*` resampling. *kept*: as "
         "shipped (the pass, and `search_spaces/ops/_resample.py` on even sizes). *saved*: "
         "bytes kept for backward in the train step. FLOPs: fvcore (eval, one image) - the pass "
-        "drops the up-sampling and BatchNorm work on up-sampled low maps. Two background "
-        "experiment "
-        "workers kept both cores busy, so absolute times are noisy; the within-round ratios are "
-        "what compares. No GPU on this machine.",
+        "drops the up-sampling and BatchNorm work on up-sampled low maps. The load average "
+        "below says how busy the two cores were; absolute times vary with it, the within-round "
+        "ratios are what compares. No GPU on this machine.",
         "",
         f"Machine: {r0['machine']}",
         "",

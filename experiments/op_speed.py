@@ -422,9 +422,10 @@ def render(results: dict[str, dict]) -> str:
         "CPU time of the measuring thread (`time.thread_time`, `torch.set_num_threads(1)`), or "
         "wall time (`time.perf_counter`) in a run with more torch threads (its heading says), "
         "all variants interleaved in every round (order rotated), ratio taken within a round: "
-        "median (min-max over rounds). Two background experiment workers kept both cores busy "
-        "during these runs, so wall-clock times are noisy; CPU time and within-round ratios are "
-        "what makes them comparable, and absolute milliseconds are not. *saved*: bytes autograd "
+        "median (min-max over rounds). Each run's load average says how busy the two cores "
+        "were (the `before` run shared them with two experiment workers); CPU time and "
+        "within-round ratios are what makes runs comparable, absolute milliseconds are not. "
+        "*saved*: bytes autograd "
         "keeps for backward (unique storages, parameters excluded, input included) - the "
         "operator-dependent part of a training step's peak memory (a true CPU allocator peak is "
         "not measured). *maps fwd/bwd*: bytes of all tensors created by the train-mode forward "
@@ -483,9 +484,9 @@ def _comparison(before: dict, after: dict) -> list[str]:
     lines = [
         "## Before / after (median ratios; each run against its own nn.Conv2d)",
         "",
-        "A row whose operator code did not change between the two runs (here: `oct`) shows "
-        "the run-to-run noise of these ratios on a busy machine: small maps (16@32, batch 1) "
-        "are dominated by per-operation overhead and vary most.",
+        "Only the shapes and networks of both runs. Small maps (16@32, batch 1) are dominated "
+        "by per-operation overhead and vary most between runs; the `before` run was on busy "
+        "cores.",
         "",
         f"| shape | op | FLOPs | eval b1 before -> after | train b{tb} before -> after "
         "| saved before -> after | maps fwd+bwd before -> after |",
