@@ -4,8 +4,8 @@ Per operator and menu setting (the default menu's grid) at ResNet-50's four stag
 (64@56, 128@28, 256@14, 512@7) and CIFAR shapes (16@32, 32@16, 64@8), a 3x3 stride-1 slot
 with C in and C out: eval forward at batch 1 and a train step (forward + backward) at batch 32.
 Then whole networks: torchvision ResNet-50 against SCConv-R50, Oct-R50 (alpha .5, every slot)
-and LinearConv-R50 (alpha .5, full rank and rank 4), and cifar_resnet56 likewise, at a small
-batch and resolution so the run stays affordable.
+and LinearConv-R50 (alpha .5, full rank and rank 4) at 224² (eval batch 1, train step batch
+8; ``--quick``: 64², batch 8), and cifar_resnet56 likewise (train batch 32; quick: 8).
 
 Every number is a ratio to the plain convolution (network) measured in the same run:
 
@@ -75,7 +75,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="3 layer shapes, fewer rounds, R50 @64")
+    p.add_argument("--quick", action="store_true", help="3 layer shapes, 5 rounds, R50 @64")
     p.add_argument("--label", choices=LABELS, default="after", help="result file suffix")
     p.add_argument("--shapes", type=_shapes, default=None, help="layer shapes, e.g. 64@56,16@32")
     p.add_argument("--rounds", type=_positive, default=None, help="interleaved rounds")
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     layers = measure_layers(shapes, rounds, args.train_batch)
     networks = []
     if not args.no_networks:
-        r50 = (64, 8) if args.quick else (128, 8)
+        r50 = (64, 8) if args.quick else (224, 8)
         networks = measure_networks(rounds, r50[0], r50[1], 8 if args.quick else 32)
     result = {
         "machine": machine_description(),
