@@ -293,7 +293,7 @@ def measure_layers(shapes, rounds: int, train_batch: int) -> list[dict]:
         for s in specs:
             op = OPS[s.op].build(slot, **s.hparams)
             cases[s.label] = (op, x1, xb, OPS[s.op].cost(slot, **s.hparams).flops / base_flops)
-            if s.op == "octconv" and op.accepts_octaves:
+            if s.op == "octconv" and getattr(op, "accepts_octaves", False):  # (older code: no)
                 pair = _pair_layer(op)
                 flops = _pair_flops(pair, _pair_input(op, 1, h, False)) / base_flops
                 cases[f"{s.label} pair"] = (
@@ -423,9 +423,9 @@ def render(results: dict[str, dict]) -> str:
         "wall time (`time.perf_counter`) in a run with more torch threads (its heading says), "
         "all variants interleaved in every round (order rotated), ratio taken within a round: "
         "median (min-max over rounds). Each run's load average says how busy the two cores "
-        "were (the `before` run shared them with two experiment workers); CPU time and "
-        "within-round ratios are what makes runs comparable, absolute milliseconds are not. "
-        "*saved*: bytes autograd "
+        "were; CPU time and within-round ratios are what makes runs comparable, absolute "
+        "milliseconds are not. A `before` run is this script run in a checkout of the commit "
+        "its heading names, whose operators predate the speed work. *saved*: bytes autograd "
         "keeps for backward (unique storages, parameters excluded, input included) - the "
         "operator-dependent part of a training step's peak memory (a true CPU allocator peak is "
         "not measured). *maps fwd/bwd*: bytes of all tensors created by the train-mode forward "
@@ -472,8 +472,10 @@ def render(results: dict[str, dict]) -> str:
                     f"| {r['saved_ratio']:.2f} |"
                 )
         lines.append("")
-    if set(LABELS) <= set(results):
-        lines += _comparison(results["before"], results["after"])
+    for suffix in sorted({k.partition("_")[2] for k in results}):
+        names = [f"{lbl}_{suffix}" if suffix else lbl for lbl in LABELS]
+        if all(n in results for n in names):
+            lines += _comparison(results[names[0]], results[names[1]])
     return "\n".join(lines) + "\n"
 
 
@@ -481,12 +483,14 @@ def _comparison(before: dict, after: dict) -> list[str]:
     tb = before["train_batch"]
     key = f"train_b{tb}"
     old = {(r["shape"], r["op"]): r for r in before["layers"]}
+    threads = after.get("threads", 1)
     lines = [
-        "## Before / after (median ratios; each run against its own nn.Conv2d)",
+        f"## Before / after, {threads} torch thread{'s' if threads > 1 else ''} "
+        "(median ratios; each run against its own nn.Conv2d)",
         "",
-        "Only the shapes and networks of both runs. Small maps (16@32, batch 1) are dominated "
-        "by per-operation overhead and vary most between runs; the `before` run was on busy "
-        "cores.",
+        "Only the shapes of both runs, and the networks timed at the same resolution and batch. "
+        "Small maps (16@32, batch 1) are dominated by per-operation overhead and vary most "
+        "between runs.",
         "",
         f"| shape | op | FLOPs | eval b1 before -> after | train b{tb} before -> after "
         "| saved before -> after | maps fwd+bwd before -> after |",
@@ -503,7 +507,15 @@ def _comparison(before: dict, after: dict) -> list[str]:
             f"| {b['saved_ratio']:.2f} -> {r['saved_ratio']:.2f} "
             f"| {b['fwd_maps'] + b['bwd_maps']:.1f} -> {r['fwd_maps'] + r['bwd_maps']:.1f} |"
         )
-    oldn = {r["network"]: r for r in before["networks"]}
+    oldn = {
+        r["network"]: r
+        for r in before["networks"]
+        if any(
+            (a["network"], a["resolution"], a["train_batch"])
+            == (r["network"], r["resolution"], r["train_batch"])
+            for a in after["networks"]
+        )
+    }
     if after["networks"] and oldn:
         lines += [
             "",
@@ -589,7 +601,7 @@ def _write_report(out_dir: Path) -> int:
         lbl, _, t = f.stem.removeprefix("op_speed_").rpartition("_t")
         if lbl in LABELS and t.isdigit() and int(t) > 1:
             runs.append((lbl, int(t)))
-    for lbl, threads in runs:
+    for lbl, threads in sorted(runs, key=lambda r: (r[1], LABELS.index(r[0]))):
         f = out_dir / f"op_speed_{_run_name(lbl, threads)}.json"
         if f.is_file():
             present[_run_name(lbl, threads)] = json.loads(f.read_text())
