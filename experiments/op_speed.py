@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=_positive, default=1, help="torch threads (above 1: wall time)"
     )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: CUDA-event timing and peak allocated memory (result file *_cuda.json)",
+    )
     p.add_argument("--no-networks", action="store_true", help="layers only")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument(
@@ -149,22 +155,64 @@ def memory_profile(module, x) -> dict[str, int]:
 
 
 #: The clock of every latency: the measuring thread's CPU time with one torch thread, wall
-#: time with more (set by main from --threads).
-CLOCK = {"name": "thread_time", "fn": time.thread_time}
+#: time with more, CUDA events on a GPU (set by main from --threads and --device); and the
+#: device every module and input is put on.
+CLOCK = {"name": "thread_time", "fn": time.thread_time, "device": "cpu"}
 
 
-def _set_clock(threads: int) -> None:
-    CLOCK.update(
-        {"name": "thread_time", "fn": time.thread_time}
-        if threads == 1
-        else {"name": "perf_counter", "fn": time.perf_counter}
-    )
+def _set_clock(threads: int, device: str = "cpu") -> None:
+    if device == "cuda":
+        CLOCK.update({"name": "cuda_event", "fn": None, "device": "cuda"})
+    elif threads == 1:
+        CLOCK.update({"name": "thread_time", "fn": time.thread_time, "device": "cpu"})
+    else:
+        CLOCK.update({"name": "perf_counter", "fn": time.perf_counter, "device": "cpu"})
+
+
+def _timed(fn, reps: int) -> float:
+    """Seconds per call of ``fn`` on :data:`CLOCK` (CUDA: events around the calls)."""
+    if CLOCK["name"] == "cuda_event":
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / reps
+    clock = CLOCK["fn"]
+    t0 = clock()
+    for _ in range(reps):
+        fn()
+    return (clock() - t0) / reps
+
+
+def _on_device(t):
+    """``t`` (a tensor or a tuple of them) on :data:`CLOCK`'s device, keeping requires_grad."""
+    if isinstance(t, tuple):
+        return tuple(_on_device(x) for x in t)
+    return t.detach().to(CLOCK["device"]).requires_grad_(t.requires_grad)
+
+
+def cuda_peak(fn) -> int | None:
+    """Peak bytes allocated on the GPU while ``fn`` runs, above what was allocated before;
+    ``None`` on CPU (where :func:`memory_profile`'s saved bytes stand in)."""
+    if CLOCK["device"] != "cuda":
+        return None
+    import torch
+
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
 
 
 def interleaved(fns: dict[str, object], rounds: int, reps: int) -> dict[str, list[float]]:
     """Seconds per call of every function on :data:`CLOCK`, all interleaved in each round
     (order rotated)."""
-    clock = CLOCK["fn"]
     names = list(fns)
     for f in fns.values():  # warm-up
         f()
@@ -172,10 +220,7 @@ def interleaved(fns: dict[str, object], rounds: int, reps: int) -> dict[str, lis
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
-            t0 = clock()
-            for _ in range(reps):
-                fns[n]()
-            times[n].append((clock() - t0) / reps)
+            times[n].append(_timed(fns[n], reps))
     return times
 
 
@@ -285,26 +330,27 @@ def measure_layers(shapes, rounds: int, train_batch: int) -> list[dict]:
         specs = [s for s in layer_specs() if OPS[s.op].check_slot(slot, **s.hparams) is None]
         base_flops = OPS["conv"].cost(slot).flops
         torch.manual_seed(0)
-        x1 = torch.randn(1, c, h, h)
+        x1 = _on_device(torch.randn(1, c, h, h))
         # The input wants a gradient, as inside a network (the backward computes it).
-        xb = torch.randn(train_batch, c, h, h).requires_grad_()
+        xb = _on_device(torch.randn(train_batch, c, h, h).requires_grad_())
         # label -> (module, eval input, train input, FLOPs ratio)
         cases = {}
         for s in specs:
-            op = OPS[s.op].build(slot, **s.hparams)
+            op = OPS[s.op].build(slot, **s.hparams).to(CLOCK["device"])
             cases[s.label] = (op, x1, xb, OPS[s.op].cost(slot, **s.hparams).flops / base_flops)
             if s.op == "octconv" and getattr(op, "accepts_octaves", False):  # (older code: no)
                 pair = _pair_layer(op)
-                flops = _pair_flops(pair, _pair_input(op, 1, h, False)) / base_flops
+                flops = _pair_flops(pair, _on_device(_pair_input(op, 1, h, False))) / base_flops
                 cases[f"{s.label} pair"] = (
                     pair,
-                    _pair_input(op, 1, h, False),
-                    _pair_input(op, train_batch, h, True),
+                    _on_device(_pair_input(op, 1, h, False)),
+                    _on_device(_pair_input(op, train_batch, h, True)),
                     flops,
                 )
         map_bytes = xb.nbytes
         mem = {lbl: memory_profile(m, tb) for lbl, (m, _, tb, _) in cases.items()}
         conv_saved = mem["conv"]["saved"]
+        peak = {lbl: cuda_peak(_train_fn(m, tb)) for lbl, (m, _, tb, _) in cases.items()}
         # Few-ms calls are repeated inside a round so the clock's resolution does not matter.
         eval_reps = min(50, max(1, int(2e7 // (c * c * 9 * h * h))))
         evals = {k: _eval_fn(m, e) for k, (m, e, _, _) in cases.items()}
@@ -326,6 +372,8 @@ def measure_layers(shapes, rounds: int, train_batch: int) -> list[dict]:
                     "bwd_maps": mem[lbl]["bwd_written"] / map_bytes,
                 }
             )
+            if peak["conv"]:
+                rows[-1]["peak_ratio"] = peak[lbl] / peak["conv"]
             r = rows[-1]
             print(
                 f"{r['shape']:>7} {lbl:<26} flops {r['flops_ratio']:.2f} "
@@ -372,15 +420,19 @@ def measure_networks(rounds: int, r50_res: int, r50_batch: int, cifar_batch: int
                 backbone, spec, num_classes=classes, resolution=res, slots=policy
             )
             torch.manual_seed(0)
-            models[n] = build_model(arch)
+            models[n] = build_model(arch).to(CLOCK["device"])
             flops[n] = get_cost_model(backbone, classes, res, policy).cost(arch).flops
-        x1, xb = torch.randn(1, 3, res, res), torch.randn(batch, 3, res, res)
-        target = torch.randint(0, NETWORKS[names[0]][1], (batch,))
+        x1, xb = (
+            _on_device(torch.randn(1, 3, res, res)),
+            _on_device(torch.randn(batch, 3, res, res)),
+        )
+        target = _on_device(torch.randint(0, NETWORKS[names[0]][1], (batch,)))
 
         def loss(out, target=target):
             return torch.nn.functional.cross_entropy(out, target)
 
         mem = {n: memory_profile(m, xb)["saved"] for n, m in models.items()}
+        peak = {n: cuda_peak(_train_fn(m, xb, loss)) for n, m in models.items()}
         ev = _ratios(
             interleaved({n: _eval_fn(m, x1) for n, m in models.items()}, rounds, 2), names[0]
         )
@@ -400,6 +452,8 @@ def measure_networks(rounds: int, r50_res: int, r50_batch: int, cifar_batch: int
                     "saved_ratio": mem[n] / mem[names[0]],
                 }
             )
+            if peak[names[0]]:
+                rows[-1]["peak_ratio"] = peak[n] / peak[names[0]]
             print(
                 f"{n:<24} @{res} flops {rows[-1]['flops_ratio']:.2f} eval {ev[n]['ratio']:.2f} "
                 f"train b{batch} {tr[n]['ratio']:.2f} saved {rows[-1]['saved_ratio']:.2f}",
@@ -432,14 +486,27 @@ def render(results: dict[str, dict]) -> str:
         "and by the backward, in input-map units (views excluded). FLOPs: the analytic cost "
         "model (= fvcore, eval). *oct(...) pair*: the OctConv layer as the octave pass runs it "
         "between OctConv slots, an (X^H, X^L) pair in and out (FLOPs: fvcore on that form). "
-        "GPU: none on this machine, so no CUDA numbers.",
+        "With `--device cuda`: CUDA-event times and *peak*, the most bytes allocated on the GPU "
+        "during a train step above what was allocated before it, as a ratio. No GPU has been "
+        "lent to this project yet, so no CUDA run is below.",
         "",
     ]
     for label, res in results.items():
         threads = res.get("threads", 1)
         clock = res.get("clock", "thread_time")
+        where = (
+            "CUDA"
+            if res.get("device") == "cuda"
+            else f"{threads} torch thread{'s' if threads > 1 else ''}"
+        )
+        peak = any("peak_ratio" in r for r in res["layers"] + res["networks"])
+        col, sep = (" peak |", "---:|") if peak else ("", "")
+
+        def pk(r: dict, peak: bool = peak) -> str:
+            return f" {r['peak_ratio']:.2f} |" if peak else ""
+
         lines += [
-            f"## {label}: {threads} torch thread{'s' if threads > 1 else ''}, {clock}",
+            f"## {label}: {where}, {clock}",
             "",
             f"Machine: {res['machine']}",
             "",
@@ -450,26 +517,26 @@ def render(results: dict[str, dict]) -> str:
         ]
         tb = res["train_batch"]
         lines += [
-            f"| shape | op | FLOPs | eval b1 | train b{tb} | saved | maps fwd/bwd |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            f"| shape | op | FLOPs | eval b1 | train b{tb} | saved | maps fwd/bwd |{col}",
+            "|---|---|---:|---:|---:|---:|---:|" + sep,
         ]
         for r in res["layers"]:
             lines.append(
                 f"| {r['shape']} | {r['op']} | {r['flops_ratio']:.2f} | {_rng(r['eval_b1'])} "
                 f"| {_rng(r[f'train_b{tb}'])} | {r['saved_ratio']:.2f} "
-                f"| {r['fwd_maps']:.1f} / {r['bwd_maps']:.1f} |"
+                f"| {r['fwd_maps']:.1f} / {r['bwd_maps']:.1f} |{pk(r)}"
             )
         if res["networks"]:
             lines += [
                 "",
-                "| network | res | FLOPs | eval b1 | train step | saved |",
-                "|---|---|---:|---:|---:|---:|",
+                f"| network | res | FLOPs | eval b1 | train step | saved |{col}",
+                "|---|---|---:|---:|---:|---:|" + sep,
             ]
             for r in res["networks"]:
                 lines.append(
                     f"| {r['network']} | {r['resolution']}, train b{r['train_batch']} "
                     f"| {r['flops_ratio']:.2f} | {_rng(r['eval_b1'])} | {_rng(r['train'])} "
-                    f"| {r['saved_ratio']:.2f} |"
+                    f"| {r['saved_ratio']:.2f} |{pk(r)}"
                 )
         lines.append("")
     for suffix in sorted({k.partition("_")[2] for k in results}):
@@ -557,8 +624,11 @@ def main(argv: list[str] | None = None) -> int:
         return _write_report(args.out_dir)
     import torch
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: torch sees no CUDA device on this machine", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
-    _set_clock(args.threads)
+    _set_clock(args.threads, args.device)
     shapes = args.shapes or (QUICK_SHAPES if args.quick else R50_SHAPES + CIFAR_SHAPES)
     rounds = args.rounds or (5 if args.quick else 9)
     load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
@@ -578,33 +648,45 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": "/".join(f"{x:.2f}" for x in os.getloadavg()),
         "rounds": rounds,
         "threads": args.threads,
+        "device": args.device,
         "clock": CLOCK["name"],
         "train_batch": args.train_batch,
         "layers": layers,
         "networks": networks,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    out = args.out_dir / f"op_speed_{_run_name(args.label, args.threads)}.json"
+    out = args.out_dir / f"op_speed_{_run_name(args.label, args.threads, args.device)}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
     return _write_report(args.out_dir)
 
 
-def _run_name(label: str, threads: int) -> str:
+def _run_name(label: str, threads: int, device: str = "cpu") -> str:
+    if device == "cuda":
+        return f"{label}_cuda"
     return label if threads == 1 else f"{label}_t{threads}"
+
+
+def _suffix_order(suffix: str) -> tuple[int, int]:
+    """CPU 1 thread, then more threads in order, then CUDA; ``(-1, 0)`` for unknown names."""
+    if suffix == "":
+        return (0, 1)
+    if suffix == "cuda":
+        return (2, 0)
+    if suffix.startswith("t") and suffix[1:].isdigit() and int(suffix[1:]) > 1:
+        return (1, int(suffix[1:]))
+    return (-1, 0)
 
 
 def _write_report(out_dir: Path) -> int:
     present = {}
-    runs = [(lbl, 1) for lbl in LABELS]
-    for f in sorted(out_dir.glob("op_speed_*_t*.json")):
-        lbl, _, t = f.stem.removeprefix("op_speed_").rpartition("_t")
-        if lbl in LABELS and t.isdigit() and int(t) > 1:
-            runs.append((lbl, int(t)))
-    for lbl, threads in sorted(runs, key=lambda r: (r[1], LABELS.index(r[0]))):
-        f = out_dir / f"op_speed_{_run_name(lbl, threads)}.json"
-        if f.is_file():
-            present[_run_name(lbl, threads)] = json.loads(f.read_text())
+    runs = []
+    for f in out_dir.glob("op_speed_*.json"):
+        lbl, _, suffix = f.stem.removeprefix("op_speed_").partition("_")
+        if lbl in LABELS and _suffix_order(suffix)[0] >= 0:
+            runs.append((_suffix_order(suffix), LABELS.index(lbl), f))
+    for _, _, f in sorted(runs):
+        present[f.stem.removeprefix("op_speed_")] = json.loads(f.read_text())
     if not present:
         print(f"no op_speed_before.json or op_speed_after.json in {out_dir}", file=sys.stderr)
         return 2
