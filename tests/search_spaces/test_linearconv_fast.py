@@ -22,6 +22,7 @@ CASES = [
     (32, 64, 3, 2, 1, True, 0.25, None, 2, 9, "mix"),
     (96, 64, 3, 2, 1, True, 0.5, 4, 2, 7, "mix"),
     (256, 64, 1, 1, 1, False, 0.5, None, 2, 4, "mix"),
+    (32, 32, 3, 1, 1, False, 0.5, None, 2, 16, "mix"),  # CIFAR's middle stage: mixing pays
     (16, 16, 3, 1, 1, False, 0.5, None, 4, 8, "combine"),  # narrow: the extra writes dominate
     (8, 32, 1, 2, 1, True, 0.5, None, 3, 10, "combine"),  # 1×1 expansion: mixing costs more
     (16, 16, 3, 1, 2, False, 0.5, None, 2, 8, "combine"),  # groups: filters see other inputs
