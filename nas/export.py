@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nas.fronts import reranked_score
+from nas.fronts import dominates, reranked_score
 from nas.naming import study_folder
 from nas.paths import check_writable_folder
 from nas.records import FINETUNE_KEY, RERANK_KEY, is_scored_only
@@ -196,10 +196,7 @@ def _mark_dominated_after_finetune(
         m["dominated_after_finetune"] = None
     for a in tuned:
         va = vector(a)
-        a["dominated_after_finetune"] = any(
-            all(x >= y for x, y in zip(vb, va)) and vb != va
-            for vb in (vector(b) for b in tuned if b is not a)
-        )
+        a["dominated_after_finetune"] = any(dominates(vector(b), va) for b in tuned if b is not a)
 
 
 def _score(ua: Mapping[str, Any]) -> float | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from nas.records import RERANK_KEY
 
-__all__ = ["LAYERS", "apply_rerank", "near_front", "reranked_score"]
+__all__ = ["LAYERS", "apply_rerank", "dominates", "near_front", "reranked_score"]
 
 #: Non-dominated layers re-ranked: the front and the layer right behind it.
 LAYERS = 2
@@ -28,7 +28,8 @@ def _better_vector(values: Sequence[float], objectives: Sequence[str]) -> list[f
     return [v if o == "accuracy" else -v for v, o in zip(values, objectives)]
 
 
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether larger-is-better vector ``a`` is at least ``b`` everywhere and above it once."""
     return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
 
 
@@ -36,8 +37,11 @@ def _layers(vectors: Mapping[int, list[float]], n: int) -> list[list[int]]:
     """The first ``n`` non-dominated layers of ``{key: larger-is-better vector}``."""
     left, out = dict(vectors), []
     while left and len(out) < n:
-        layer = [k for k, v in left.items()
-                 if not any(_dominates(w, v) for j, w in left.items() if j != k)]
+        layer = [
+            k
+            for k, v in left.items()
+            if not any(dominates(w, v) for j, w in left.items() if j != k)
+        ]
         out.append(sorted(layer))
         for k in layer:
             del left[k]
@@ -69,8 +73,11 @@ def reranked_score(row: Any, objectives: Sequence[str]) -> float | None:
     rec = row.user_attrs.get(RERANK_KEY)
     if not isinstance(rec, Mapping):
         return None
-    scores = [s["score"] for s in rec.get("seeds", {}).values()
-              if isinstance(s, Mapping) and s.get("score") is not None]
+    scores = [
+        s["score"]
+        for s in rec.get("seeds", {}).values()
+        if isinstance(s, Mapping) and s.get("score") is not None
+    ]
     if not scores or not row.values:
         return None
     return statistics.fmean([row.values[list(objectives).index("accuracy")], *scores])
