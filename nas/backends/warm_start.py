@@ -108,8 +108,8 @@ def uniform_fitting(
     choices: Mapping[str, Sequence[str]],
     cost_of_labels: Callable[[Mapping[str, str]], Any],
     budgets: Budgets,
-) -> list[dict[str, str]]:
-    """The uniform architectures that fit the FLOPs/params budgets, as ``(label, labels)``.
+) -> list[tuple[str, dict[str, str]]]:
+    """The uniform architectures that fit the FLOPs/params budgets, as ``(name, labels)``.
 
     First the labels every slot offers (one operator in every slot), in the menu's order;
     then the labels only some slots offer, each in the slots that offer it and the slot's
