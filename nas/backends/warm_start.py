@@ -125,7 +125,7 @@ def uniform_fitting(
         menu += [lbl for lbl in options if lbl not in menu]
     full = [lbl for lbl in menu if all(lbl in options for options in choices.values())]
     partial = [lbl for lbl in menu if lbl not in full]
-    out = []
+    out: list[tuple[str, dict[str, str]]] = []
     for label in [*full, *partial]:
         labels = {
             p: label if label in c else ("conv" if "conv" in c else c[0])
